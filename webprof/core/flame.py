@@ -1,0 +1,235 @@
+"""The flame-tree model shared by collectors, server and tests.
+
+A tree node keeps ``self`` (samples whose leaf is this frame) and ``total``
+(``self`` plus the totals of its children).  The root is an unnamed node whose
+children are process names, so a root-to-leaf path reads the same as a line
+of Brendan Gregg's folded format: ``comm;outermost;...;leaf COUNT``.
+
+Pure Python: imports neither Django nor bcc.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+OTHER_PREFIX = "[other: "
+
+
+class FoldedFormatError(ValueError):
+    """A folded-stack line could not be parsed; ``line_no`` is 1-based."""
+
+    def __init__(self, line_no: int, line: str, reason: str) -> None:
+        super().__init__(f"line {line_no}: {reason}: {line[:120]!r}")
+        self.line_no = line_no
+        self.line = line
+        self.reason = reason
+
+
+@dataclass
+class Node:
+    name: str
+    self_count: int = 0
+    total: int = 0
+    children: dict[str, Node] = field(default_factory=dict)
+
+    def child(self, name: str) -> Node:
+        node = self.children.get(name)
+        if node is None:
+            node = self.children[name] = Node(name)
+        return node
+
+    def count_nodes(self) -> int:
+        return 1 + sum(c.count_nodes() for c in self.children.values())
+
+
+class FlameTree:
+    """An aggregate of weighted stacks. Weights are sample counts or microseconds."""
+
+    def __init__(self) -> None:
+        self.root = Node("")
+
+    @property
+    def total(self) -> int:
+        return self.root.total
+
+    def add(self, frames: Iterable[str], weight: int) -> None:
+        """Add one stack, outermost frame first.  Zero weights are ignored."""
+        if weight < 0:
+            raise ValueError(f"negative weight {weight}")
+        if weight == 0:
+            return
+        node = self.root
+        node.total += weight
+        for name in frames:
+            node = node.child(name)
+            node.total += weight
+        node.self_count += weight
+
+    def merge(self, other: FlameTree, sign: int = 1) -> None:
+        """Add (``sign=1``) or subtract (``sign=-1``) another tree in place.
+
+        Subtraction removes nodes whose total drops to zero, so that a sliding
+        window does not accumulate empty nodes.
+        """
+        _merge_node(self.root, other.root, sign)
+
+    def copy(self) -> FlameTree:
+        out = FlameTree()
+        out.merge(self)
+        return out
+
+    def stacks(self) -> Iterator[tuple[tuple[str, ...], int]]:
+        """Yield ``(frames, self_weight)`` for every node with self weight."""
+        stack: list[tuple[Node, tuple[str, ...]]] = [(self.root, ())]
+        while stack:
+            node, path = stack.pop()
+            if node.self_count and path:
+                yield path, node.self_count
+            for name in sorted(node.children, reverse=True):
+                stack.append((node.children[name], path + (name,)))
+
+    def node_count(self) -> int:
+        """Nodes other than the root."""
+        return self.root.count_nodes() - 1
+
+    def truncated(self, max_nodes: int) -> FlameTree:
+        """Return a copy with at most ``max_nodes`` nodes (root excluded).
+
+        Nodes are kept largest-total first (a node is only considered once its
+        parent is kept).  The children of a kept node that did not fit are
+        folded into one ``[other: N frames]`` child holding their combined
+        total as self weight, so every kept node's total stays exact.
+        """
+        if max_nodes < 1:
+            raise ValueError("max_nodes must be at least 1")
+        if self.node_count() <= max_nodes:
+            return self.copy()
+        keep = _select_nodes(self.root, max_nodes)
+        out = FlameTree()
+        _copy_kept(self.root, out.root, keep)
+        return out
+
+    def to_folded(self) -> str:
+        lines = [";".join(path) + f" {count}" for path, count in self.stacks()]
+        return "\n".join(sorted(lines)) + ("\n" if lines else "")
+
+    @classmethod
+    def parse_folded(cls, text: str) -> FlameTree:
+        tree = cls()
+        for line_no, raw in enumerate(text.splitlines(), start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            stack, sep, count = line.rpartition(" ")
+            if not sep or not stack:
+                raise FoldedFormatError(line_no, raw, "expected 'frame;frame;... COUNT'")
+            try:
+                weight = int(count)
+            except ValueError:
+                raise FoldedFormatError(line_no, raw, "count is not an integer") from None
+            if weight < 0:
+                raise FoldedFormatError(line_no, raw, "negative count")
+            tree.add(stack.split(";"), weight)
+        return tree
+
+    def to_wire(self) -> dict[str, list]:
+        """Compact form: a name table and a pre-order list of
+        ``name_index, self, child_count`` triples, flattened.  Totals are
+        recomputed by the reader, so they are not sent."""
+        names: list[str] = []
+        index: dict[str, int] = {}
+        nodes: list[int] = []
+        stack = [self.root]
+        while stack:
+            node = stack.pop()
+            idx = index.get(node.name)
+            if idx is None:
+                idx = index[node.name] = len(names)
+                names.append(node.name)
+            nodes.extend((idx, node.self_count, len(node.children)))
+            stack.extend(reversed(list(node.children.values())))
+        return {"names": names, "nodes": nodes}
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, list]) -> FlameTree:
+        names, nodes = wire["names"], wire["nodes"]
+        if len(nodes) % 3 or not nodes:
+            raise ValueError("nodes must be a non-empty list of triples")
+        tree = cls()
+        pos = 0
+
+        def read(node: Node) -> None:
+            nonlocal pos
+            name_idx, self_count, n_children = nodes[pos : pos + 3]
+            pos += 3
+            node.self_count = self_count
+            node.total = self_count
+            for _ in range(n_children):
+                if pos >= len(nodes):
+                    raise ValueError("truncated node list")
+                name = names[nodes[pos]]
+                child = node.child(name)
+                read(child)
+                node.total += child.total
+            del name_idx
+
+        read(tree.root)
+        if pos != len(nodes):
+            raise ValueError("trailing nodes after the root")
+        return tree
+
+
+def _merge_node(dst: Node, src: Node, sign: int) -> None:
+    dst.self_count += sign * src.self_count
+    dst.total += sign * src.total
+    for name, child in src.children.items():
+        target = dst.child(name)
+        _merge_node(target, child, sign)
+        if target.total <= 0 and sign < 0:
+            del dst.children[name]
+
+
+def _select_nodes(root: Node, budget: int) -> set[int]:
+    """Ids of the largest nodes that fit in ``budget``, chosen best-first.
+
+    A kept node with children may need an "other" child for what does not
+    fit, so keeping it costs two slots; a leaf costs one.  The root's own
+    "other" slot is reserved up front.  The result never exceeds ``budget``.
+    """
+    keep: set[int] = set()
+    heap: list[tuple[int, int, Node]] = []
+    tie = 0
+    for child in root.children.values():
+        heapq.heappush(heap, (-child.total, tie, child))
+        tie += 1
+    used = 1
+    while heap:
+        _, _, node = heapq.heappop(heap)
+        cost = 2 if node.children else 1
+        if used + cost > budget:
+            continue
+        used += cost
+        keep.add(id(node))
+        for child in node.children.values():
+            heapq.heappush(heap, (-child.total, tie, child))
+            tie += 1
+    return keep
+
+
+def _copy_kept(src: Node, dst: Node, keep: set[int]) -> None:
+    dst.self_count = src.self_count
+    dst.total = src.total
+    folded_total = 0
+    folded_count = 0
+    for name, child in src.children.items():
+        if id(child) in keep:
+            _copy_kept(child, dst.child(name), keep)
+        else:
+            folded_total += child.total
+            folded_count += 1
+    if folded_count:
+        other = dst.child(f"{OTHER_PREFIX}{folded_count} frames]")
+        other.self_count += folded_total
+        other.total += folded_total

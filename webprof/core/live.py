@@ -1,0 +1,175 @@
+"""Live state of one host's CPU profile: recent intervals plus everything older.
+
+The server keeps one :class:`LiveState` per host.  Every ``profile.delta``
+from the host's collector is :meth:`LiveState.apply`-ed once; each browser
+then gets a :meth:`snapshot` when it subscribes and one
+:meth:`interval_message` per interval after that, filtered by its own process
+filter and truncated to the node budget.  The browser builds "last interval",
+"last N seconds" and "since start" from those, so it never receives the
+history twice.
+
+Raw stacks are kept untruncated here so that a filter applied later still
+sees every stack.  Pure Python: imports neither Django nor bcc.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+from .flame import OTHER_PREFIX, FlameTree
+from .protocol import IntervalTree, LiveInterval, LiveSnapshot, ProfileDelta
+
+DEFAULT_MAX_NODES = 16_384
+# Longest sliding window a browser can ask for, in intervals.
+DEFAULT_KEEP_INTERVALS = 60
+# Distinct (pid, comm, stack) keys kept for "since start" before pids are
+# merged (pid 0) to bound memory on machines with many short-lived processes.
+DEFAULT_MAX_OLDER_KEYS = 400_000
+
+StackKey = tuple[int, str, tuple[str, ...]]
+
+
+@dataclass
+class IntervalRecord:
+    seq: int
+    end_ms: int
+    samples: int
+    stacks: Counter[StackKey]
+    health: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProcessFilter:
+    pid: int | None = None
+    comm: str | None = None  # case-insensitive substring of the process name
+
+    def accepts(self, pid: int, comm: str) -> bool:
+        if self.pid is not None and pid != self.pid:
+            return False
+        return not self.comm or self.comm.lower() in comm.lower()
+
+
+NO_FILTER = ProcessFilter()
+
+
+class LiveState:
+    def __init__(
+        self,
+        host: str,
+        keep_intervals: int = DEFAULT_KEEP_INTERVALS,
+        max_nodes: int = DEFAULT_MAX_NODES,
+        max_older_keys: int = DEFAULT_MAX_OLDER_KEYS,
+    ) -> None:
+        self.host = host
+        self.max_nodes = max_nodes
+        self.max_older_keys = max_older_keys
+        self.recent: deque[IntervalRecord] = deque(maxlen=keep_intervals)
+        self.older: Counter[StackKey] = Counter()
+        self.started_ms = 0
+        self.interval_ms = 1000
+        self.frequency_hz = 0
+        self.last_seq = -1
+        self.missed_intervals = 0  # seq gaps seen from the collector
+        self.pids_merged = False  # older pids were merged into 0 to bound memory
+        self.totals: Counter[str] = Counter()  # health counters since start
+
+    def apply(self, delta: ProfileDelta) -> IntervalRecord:
+        if not self.started_ms:
+            self.started_ms = delta.start_ms
+        if self.last_seq >= 0 and delta.seq > self.last_seq + 1:
+            self.missed_intervals += delta.seq - self.last_seq - 1
+        self.last_seq = delta.seq
+        self.interval_ms = delta.interval_ms
+        self.frequency_hz = delta.frequency_hz
+        stacks: Counter[StackKey] = Counter()
+        samples = 0
+        for pid, comm, frames, weight in delta.iter_stacks():
+            stacks[(pid, comm, tuple(frames))] += weight
+            samples += weight
+        record = IntervalRecord(
+            seq=delta.seq,
+            end_ms=delta.start_ms + delta.interval_ms,
+            samples=samples,
+            stacks=stacks,
+            health=dict(delta.health),
+        )
+        self.totals.update(delta.health)
+        if len(self.recent) == self.recent.maxlen:
+            self._retire(self.recent[0])
+        self.recent.append(record)
+        return record
+
+    def _retire(self, record: IntervalRecord) -> None:
+        self.older.update(record.stacks)
+        if len(self.older) > self.max_older_keys:
+            merged: Counter[StackKey] = Counter()
+            for (_pid, comm, frames), weight in self.older.items():
+                merged[(0, comm, frames)] += weight
+            self.older = merged
+            self.pids_merged = True
+
+    def snapshot(self, flt: ProcessFilter = NO_FILTER) -> LiveSnapshot:
+        since_start = build_tree(self.older.items(), flt)
+        return LiveSnapshot(
+            host=self.host,
+            started_ms=self.started_ms,
+            interval_ms=self.interval_ms,
+            frequency_hz=self.frequency_hz,
+            max_nodes=self.max_nodes,
+            since_start=since_start.truncated(self.max_nodes).to_wire(),
+            recent=[asdict(self.interval_tree(r, flt)) for r in self.recent],
+            pid=flt.pid,
+            comm=flt.comm,
+        )
+
+    def interval_tree(self, record: IntervalRecord, flt: ProcessFilter) -> IntervalTree:
+        tree = build_tree(record.stacks.items(), flt)
+        small = tree.truncated(self.max_nodes)
+        return IntervalTree(
+            seq=record.seq,
+            end_ms=record.end_ms,
+            samples=tree.total,
+            tree=small.to_wire(),
+            folded_nodes=tree.node_count() - _real_nodes(small),
+        )
+
+    def interval_message(self, record: IntervalRecord, flt: ProcessFilter) -> LiveInterval:
+        it = self.interval_tree(record, flt)
+        return LiveInterval(
+            host=self.host,
+            seq=it.seq,
+            end_ms=it.end_ms,
+            samples=it.samples,
+            tree=it.tree,
+            folded_nodes=it.folded_nodes,
+            health=record.health,
+        )
+
+    def since_start_tree(self, flt: ProcessFilter = NO_FILTER) -> FlameTree:
+        """Untruncated aggregate of everything applied (for tests and export)."""
+        tree = build_tree(self.older.items(), flt)
+        for record in self.recent:
+            tree.merge(build_tree(record.stacks.items(), flt))
+        return tree
+
+
+def build_tree(items: Iterable[tuple[StackKey, int]], flt: ProcessFilter) -> FlameTree:
+    tree = FlameTree()
+    for (pid, comm, frames), weight in items:
+        if flt.accepts(pid, comm):
+            tree.add((comm, *frames), weight)
+    return tree
+
+
+def _real_nodes(tree: FlameTree) -> int:
+    """Nodes of a truncated tree that are not "[other ...]" folds."""
+    count = 0
+    stack = list(tree.root.children.values())
+    while stack:
+        node = stack.pop()
+        if not node.name.startswith(OTHER_PREFIX):
+            count += 1
+        stack.extend(node.children.values())
+    return count

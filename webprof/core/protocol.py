@@ -1,0 +1,305 @@
+"""Every message between collector, server and browser, with its validation.
+
+Messages travel as JSON objects ``{"v": PROTOCOL_VERSION, "type": ..., ...}``.
+The dotted type maps onto a Channels handler name (``live.interval`` ->
+``live_interval``).  :func:`decode` rejects unknown types, missing or extra
+fields, wrong types and other versions with one exception,
+:class:`ProtocolError`.
+
+Pure Python: imports neither Django nor bcc.  docs/PROTOCOL.md describes the
+same messages for people.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+PROTOCOL_VERSION = 1
+
+# Largest websocket frame the server accepts from a collector, in bytes.  A
+# 999 Hz interval over 2 CPUs with 10,000 distinct deep stacks encodes to
+# about 1.5 MB, so 8 MiB leaves room without letting one peer exhaust memory.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+# Websocket close codes (4000-4999 are reserved for applications by RFC 6455).
+CLOSE_BAD_TOKEN = 4001  # collector token missing or wrong
+CLOSE_NOT_LOGGED_IN = 4003  # browser socket without an authenticated user
+CLOSE_PROTOCOL_ERROR = 4002  # too many malformed messages from one peer
+CLOSE_TOO_BIG = 1009  # RFC 6455 "message too big"
+
+# Health counters a collector reports with every interval.  All are counts
+# for that interval only.
+HEALTH_KEYS = (
+    "samples",  # samples taken by the kernel program
+    "stacks",  # distinct (pid, user stack, kernel stack) keys drained
+    "lost_user_stacks",  # get_stackid(user) failed with -EFAULT: no user stack
+    "lost_kernel_stacks",  # get_stackid(kernel) failed with -EFAULT
+    "stack_map_full",  # get_stackid failed with -EEXIST/-ENOMEM: stack map too small
+    "counts_map_full",  # the counts map had no room for a new key
+    "unknown_symbols",  # frames left as [unknown] after symbolization
+)
+
+
+class ProtocolError(ValueError):
+    """A message does not follow the protocol.  ``str()`` says why."""
+
+
+class Message:
+    type: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        body = asdict(self)  # type: ignore[call-overload]
+        return {"v": PROTOCOL_VERSION, "type": self.type, **body}
+
+    def validate(self) -> None:
+        """Checks beyond field types; overridden where a message needs them."""
+
+
+@dataclass(frozen=True)
+class CollectorHello(Message):
+    """Collector -> server, first message after connecting."""
+
+    type: ClassVar[str] = "collector.hello"
+    host: str
+    kernel: str
+    collectors: list[str]
+    frequency_hz: int
+    interval_ms: int
+    agent_version: str
+
+
+@dataclass(frozen=True)
+class ProfileDelta(Message):
+    """Collector -> server, once per interval and collector kind.
+
+    ``strings`` is a table of frame and process names.  Each entry of
+    ``stacks`` is ``[pid, comm_index, weight, frame_index...]`` with frames
+    outermost first; kernel frames carry the suffix ``_[k]``.  ``weight`` is a
+    sample count for kind ``cpu``.
+    """
+
+    type: ClassVar[str] = "profile.delta"
+    host: str
+    kind: str
+    seq: int
+    start_ms: int  # wall clock, unix milliseconds, when the interval began
+    interval_ms: int
+    frequency_hz: int
+    strings: list[str]
+    stacks: list[list[int]]
+    health: dict[str, int]
+
+    def validate(self) -> None:
+        if self.kind not in ("cpu",):
+            raise ProtocolError(f"profile.delta: unknown kind {self.kind!r}")
+        _check_non_negative("profile.delta", seq=self.seq, interval_ms=self.interval_ms)
+        n = len(self.strings)
+        for i, entry in enumerate(self.stacks):
+            if len(entry) < 3 or any(type(x) is not int for x in entry):
+                raise ProtocolError(f"profile.delta: stacks[{i}] must be [pid, comm, weight, ...]")
+            if entry[2] <= 0 or entry[0] < 0:
+                raise ProtocolError(f"profile.delta: stacks[{i}] has a bad pid or weight")
+            if not all(0 <= x < n for x in entry[3:]) or not 0 <= entry[1] < n:
+                raise ProtocolError(f"profile.delta: stacks[{i}] names a string not in the table")
+        unknown = set(self.health) - set(HEALTH_KEYS)
+        if unknown:
+            raise ProtocolError(f"profile.delta: unknown health counters {sorted(unknown)}")
+
+    def iter_stacks(self) -> typing.Iterator[tuple[int, str, list[str], int]]:
+        """Yield ``(pid, comm, frames, weight)``."""
+        s = self.strings
+        for entry in self.stacks:
+            yield entry[0], s[entry[1]], [s[i] for i in entry[3:]], entry[2]
+
+
+@dataclass(frozen=True)
+class LiveSubscribe(Message):
+    """Browser -> server: watch one host, optionally one process."""
+
+    type: ClassVar[str] = "live.subscribe"
+    host: str
+    pid: int | None = None
+    comm: str | None = None
+
+    def validate(self) -> None:
+        if self.pid is not None and not 0 < self.pid < 2**22:
+            raise ProtocolError("live.subscribe: pid out of range")
+        if self.comm is not None and len(self.comm) > 64:
+            raise ProtocolError("live.subscribe: comm longer than 64 characters")
+
+
+@dataclass(frozen=True)
+class IntervalTree:
+    """One interval's flame tree as sent to browsers (part of other messages)."""
+
+    seq: int
+    end_ms: int
+    samples: int
+    tree: dict[str, list]  # FlameTree.to_wire()
+    folded_nodes: int  # nodes folded into "[other ...]" by the node budget
+
+
+@dataclass(frozen=True)
+class LiveSnapshot(Message):
+    """Server -> browser, once after each subscribe.
+
+    ``since_start`` aggregates every interval before ``recent``; the browser
+    adds the recent intervals and every later ``live.interval`` itself.
+    """
+
+    type: ClassVar[str] = "live.snapshot"
+    host: str
+    started_ms: int
+    interval_ms: int
+    frequency_hz: int
+    max_nodes: int
+    since_start: dict[str, list]
+    recent: list[dict[str, Any]]  # IntervalTree dicts, oldest first
+    pid: int | None = None
+    comm: str | None = None
+
+
+@dataclass(frozen=True)
+class LiveInterval(Message):
+    """Server -> browser, every interval: that interval's tree only."""
+
+    type: ClassVar[str] = "live.interval"
+    host: str
+    seq: int
+    end_ms: int
+    samples: int
+    tree: dict[str, list]
+    folded_nodes: int
+    health: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HostStatus(Message):
+    """Server -> browser: a collector connected, disconnected or is reconnecting."""
+
+    type: ClassVar[str] = "host.status"
+    host: str
+    connected: bool
+    last_seen_ms: int
+
+
+@dataclass(frozen=True)
+class Error(Message):
+    """Either direction: a message was refused.  ``code`` is machine-readable."""
+
+    type: ClassVar[str] = "error"
+    code: str
+    message: str
+    dropped: int = 0  # messages refused so far on this connection
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.type: cls
+    for cls in (
+        CollectorHello,
+        ProfileDelta,
+        LiveSubscribe,
+        LiveSnapshot,
+        LiveInterval,
+        HostStatus,
+        Error,
+    )
+}
+
+
+def handler_name(message_type: str) -> str:
+    """Channels handler for a message type: ``live.interval`` -> ``live_interval``."""
+    return message_type.replace(".", "_")
+
+
+def encode(message: Message) -> str:
+    return json.dumps(message.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+
+def decode(data: str | bytes | dict[str, Any]) -> Message:
+    """Parse and validate one message; raise :class:`ProtocolError` if it is bad."""
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"not UTF-8: {exc.reason}") from None
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise ProtocolError(f"not JSON: {exc.msg} at character {exc.pos}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("a message must be a JSON object")
+    version = data.get("v")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol version {version!r} is not supported (want {PROTOCOL_VERSION})"
+        )
+    kind = data.get("type")
+    cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ProtocolError(f"unknown message type {kind!r}")
+    body = {k: v for k, v in data.items() if k not in ("v", "type")}
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    extra = set(body) - names
+    if extra:
+        raise ProtocolError(f"{kind}: unexpected fields {sorted(extra)}")
+    required = {
+        f.name
+        for f in fields(cls)  # type: ignore[arg-type]
+        if f.default is MISSING and f.default_factory is MISSING
+    }
+    missing = required - set(body)
+    if missing:
+        raise ProtocolError(f"{kind}: missing fields {sorted(missing)}")
+    for name, value in body.items():
+        if not _matches(value, hints[name]):
+            raise ProtocolError(f"{kind}: field {name!r} has the wrong type")
+    message = cls(**body)
+    message.validate()
+    return message
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Check a JSON value against a (simple) type hint, without coercion."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is Any:
+        return True
+    if hint is bool:
+        return type(value) is bool
+    if hint is int:
+        return type(value) is int
+    if hint is float:
+        return type(value) in (int, float)
+    if hint is str:
+        return type(value) is str
+    if origin is list:
+        (arg,) = typing.get_args(hint) or (Any,)
+        if type(value) is not list:
+            return False
+        if arg is int:  # the common, large case: check quickly
+            return all(type(x) is int for x in value)
+        return all(_matches(x, arg) for x in value)
+    if origin is dict:
+        key_t, val_t = typing.get_args(hint) or (Any, Any)
+        if type(value) is not dict:
+            return False
+        if val_t is list:
+            return all(type(v) is list for v in value.values())
+        return all(_matches(v, val_t) for v in value.values())
+    return False
+
+
+def _check_non_negative(kind: str, **values: int) -> None:
+    for name, value in values.items():
+        if value < 0:
+            raise ProtocolError(f"{kind}: {name} must not be negative")
