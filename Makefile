@@ -1,0 +1,43 @@
+# webprof: two commands, run as root from a clone (see README.md).
+#   make up     set up the machine, then start the dashboard and a local collector
+#   make test   set up the machine, then lint and run the whole test suite
+#
+#   make up HOST=0.0.0.0 PORT=8000     listen elsewhere (passed as --host/--port)
+#   make test PYTEST_ARGS='-m unit'    extra pytest arguments
+
+SHELL := /bin/bash
+VENV := .venv
+HOST ?=
+PORT ?=
+PYTEST_ARGS ?=
+
+UP_ARGS := $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+
+.DEFAULT_GOAL := help
+.PHONY: help setup up test lint doctor
+
+help:
+	@echo "make up      set up (as root) and start webprof: dashboard + local collector"
+	@echo "             HOST=... PORT=... choose where the dashboard listens"
+	@echo "make test    set up (as root), run ruff and the whole pytest suite"
+	@echo "             PYTEST_ARGS='-m unit' (markers: unit, web, e2e, bpf)"
+	@echo "make setup   only the set-up (scripts/setup.sh)"
+	@echo "make doctor  check this machine's eBPF support (webprof doctor)"
+
+setup:
+	@bash scripts/setup.sh
+
+up: setup
+	exec $(VENV)/bin/webprof up $(UP_ARGS)
+
+# eBPF tests that cannot run must fail here, not skip.
+test: export WEBPROF_REQUIRE_BPF := 1
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+doctor: setup
+	$(VENV)/bin/webprof doctor
