@@ -1,0 +1,220 @@
+/*
+ * cpu.bpf.c - on-CPU stack sampling for webprof (loaded by collectors/cpu.py).
+ *
+ * WHAT IT TRACES
+ *   A software perf event (PERF_COUNT_SW_CPU_CLOCK) fires on every CPU at the
+ *   sampling frequency; on_cpu_sample() runs in that interrupt and records the
+ *   interrupted task's process id, thread name, user stack and kernel stack.
+ *   The idle task (pid 0) is skipped, as bcc's profile tool does.
+ *
+ * MAPS (two "sets", 0 and 1, of counts + stacks: see DOUBLE BUFFERING)
+ *   control      array[1]            u32 -> u32: which set samples go to now.
+ *   counts0/1    hash[COUNTS_SIZE]   struct key_t (28 bytes: tgid, user stack
+ *                                    id, kernel stack id, comm[16]) -> u64
+ *                                    sample count.
+ *   stacks0/1    stack_trace[STACK_STORAGE_SIZE]  stack id -> 127 u64
+ *                                    instruction pointers (1 KiB per entry).
+ *   health       percpu_array[2 * H_MAX]  set * H_MAX + index -> u64 running
+ *                                    total since load: samples, lost user /
+ *                                    kernel stacks, stack map full, counts map
+ *                                    full.  Kept per set, so the numbers of a
+ *                                    drained set match its counts exactly;
+ *                                    user space reports differences and never
+ *                                    resets them, so it cannot race.
+ *   seen         lru_hash[SEEN_SIZE] struct task_t (tgid, comm) -> u8: tasks
+ *                                    already announced on new_tasks.
+ *   new_tasks    perf buffer of struct task_t: the first sample of each
+ *                                    (tgid, comm) is announced so user space
+ *                                    can read /proc/PID/maps while the process
+ *                                    is still alive (short-lived processes
+ *                                    would otherwise exit before the drain and
+ *                                    lose their symbols).
+ *
+ * AGGREGATED IN THE KERNEL, AND WHY
+ *   Samples are counted per (process, user stack, kernel stack, comm) key and
+ *   stacks are deduplicated by the stack map, so the per-interval drain moves
+ *   one entry per distinct stack instead of one event per sample: at 999 Hz
+ *   on many CPUs the per-sample alternative costs far more.
+ *
+ * DOUBLE BUFFERING
+ *   The drain flips control[0], waits a moment for programs already running
+ *   on other CPUs to finish, then reads and clears the set no longer written.
+ *   Clearing the live set instead would race: a sample arriving between the
+ *   read and the delete could reuse a stack id that is then deleted.
+ *
+ * ERRORS, COUNTED NOT HIDDEN
+ *   get_stackid -EFAULT: no stack could be read.  Counted as a lost user stack
+ *   only when the sample interrupted user mode and as a lost kernel stack only
+ *   when it interrupted kernel mode (user-mode samples have no kernel stack,
+ *   kernel threads no user stack: both normal).  Any other error (-EEXIST hash
+ *   collision, -ENOMEM) means the stack map is too small: H_STACK_FULL.
+ *   A counts insert that fails (map full) is counted in H_COUNTS_FULL.
+ *
+ * PARAMETERS (-D cflags only)
+ *   FILTER_TGID (only that process), STACK_STORAGE_SIZE, COUNTS_SIZE, SEEN_SIZE.
+ *
+ * KERNEL FEATURES
+ *   BPF_PROG_TYPE_PERF_EVENT, bpf_get_stackid (4.6+), LRU hash (4.10+),
+ *   perf buffer output.  No kprobes, and no kernel struct fields are read:
+ *   only BPF helpers and the UAPI perf event context (the interrupted
+ *   instruction pointer, to tell user mode from kernel mode).
+ */
+#include <uapi/linux/ptrace.h>
+#include <uapi/linux/bpf_perf_event.h>
+
+#ifndef STACK_STORAGE_SIZE
+#define STACK_STORAGE_SIZE 16384
+#endif
+#ifndef COUNTS_SIZE
+#define COUNTS_SIZE 40960
+#endif
+#ifndef SEEN_SIZE
+#define SEEN_SIZE 8192
+#endif
+
+#define COMM_LEN 16
+
+enum health_index {
+    H_SAMPLES,
+    H_LOST_USER,
+    H_LOST_KERNEL,
+    H_STACK_FULL,
+    H_COUNTS_FULL,
+    H_MAX,
+};
+
+struct key_t {
+    u32 tgid;
+    s32 user_stack_id;
+    s32 kernel_stack_id;
+    char comm[COMM_LEN];
+};
+
+struct task_t {
+    u32 tgid;
+    char comm[COMM_LEN];
+};
+
+BPF_ARRAY(control, u32, 1);
+BPF_HASH(counts0, struct key_t, u64, COUNTS_SIZE);
+BPF_HASH(counts1, struct key_t, u64, COUNTS_SIZE);
+BPF_STACK_TRACE(stacks0, STACK_STORAGE_SIZE);
+BPF_STACK_TRACE(stacks1, STACK_STORAGE_SIZE);
+BPF_PERCPU_ARRAY(health, u64, 2 * H_MAX);
+BPF_TABLE("lru_hash", struct task_t, u8, seen, SEEN_SIZE);
+BPF_PERF_OUTPUT(new_tasks);
+
+static __always_inline void bump(u32 set, int index)
+{
+    int slot = set * H_MAX + index;
+    u64 *value = health.lookup(&slot);
+    if (value)
+        (*value)++;  /* per-CPU slot: no atomic needed */
+}
+
+static __always_inline void check_stack_id(u32 set, s32 id, int in_this_mode,
+                                           int lost_index)
+{
+    if (id >= 0)
+        return;
+    if (id == -EFAULT) {
+        if (in_this_mode)
+            bump(set, lost_index);
+    } else {
+        bump(set, H_STACK_FULL);
+    }
+}
+
+static __always_inline void add_one(u32 set, u64 *count)
+{
+    if (count)
+        __sync_fetch_and_add(count, 1);
+    else
+        bump(set, H_COUNTS_FULL);
+}
+
+/* Count one sample for key in set 0 or 1.  Another CPU may insert the same
+ * key between our lookup and insert, so a failed insert looks up again; a
+ * second miss means the map is full.  (bcc rewrites map calls only outside
+ * macros, hence two spelled-out copies.) */
+static __always_inline void count_in_set0(struct key_t *key)
+{
+    u64 one = 1;
+    u64 *count = counts0.lookup(key);
+
+    if (!count) {
+        if (counts0.insert(key, &one) == 0)
+            return;
+        count = counts0.lookup(key);
+    }
+    add_one(0, count);
+}
+
+static __always_inline void count_in_set1(struct key_t *key)
+{
+    u64 one = 1;
+    u64 *count = counts1.lookup(key);
+
+    if (!count) {
+        if (counts1.insert(key, &one) == 0)
+            return;
+        count = counts1.lookup(key);
+    }
+    add_one(1, count);
+}
+
+static __always_inline void announce(struct bpf_perf_event_data *ctx, struct key_t *key)
+{
+    struct task_t task = {};
+    u8 one = 1;
+
+    task.tgid = key->tgid;
+    __builtin_memcpy(task.comm, key->comm, COMM_LEN);
+    if (seen.lookup(&task))
+        return;
+    if (seen.insert(&task, &one) == 0)
+        new_tasks.perf_submit(ctx, &task, sizeof(task));
+}
+
+int on_cpu_sample(struct bpf_perf_event_data *ctx)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tgid = pid_tgid >> 32;
+    u32 tid = (u32)pid_tgid;
+    struct key_t key = {};
+    u32 zero = 0;
+    u32 *active;
+    u32 set;
+    int kernel_mode;
+
+    if (tid == 0)
+        return 0;  /* idle task */
+#ifdef FILTER_TGID
+    if (tgid != FILTER_TGID)
+        return 0;
+#endif
+    active = control.lookup(&zero);
+    set = (active && *active == 1) ? 1 : 0;
+    bump(set, H_SAMPLES);
+    key.tgid = tgid;
+    bpf_get_current_comm(&key.comm, sizeof(key.comm));
+    /* Kernel addresses have the top bit set on 64-bit architectures. */
+    kernel_mode = (s64)PT_REGS_IP(&ctx->regs) < 0;
+
+    if (set == 1) {
+        key.user_stack_id = stacks1.get_stackid(ctx, BPF_F_USER_STACK);
+        key.kernel_stack_id = stacks1.get_stackid(ctx, 0);
+    } else {
+        key.user_stack_id = stacks0.get_stackid(ctx, BPF_F_USER_STACK);
+        key.kernel_stack_id = stacks0.get_stackid(ctx, 0);
+    }
+    check_stack_id(set, key.user_stack_id, !kernel_mode, H_LOST_USER);
+    check_stack_id(set, key.kernel_stack_id, kernel_mode, H_LOST_KERNEL);
+
+    if (set == 1)
+        count_in_set1(&key);
+    else
+        count_in_set0(&key);
+    announce(ctx, &key);
+    return 0;
+}

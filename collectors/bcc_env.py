@@ -1,0 +1,130 @@
+"""Make this machine ready for bcc before any program is compiled.
+
+Three things have to be true before bcc can load a program here:
+
+* the process is root, or holds CAP_BPF and CAP_PERFMON (kernel >= 5.8);
+* tracefs (and debugfs, which older tools look under) is mounted: some
+  distributions and VMs boot without them, and bcc resolves tracepoints and
+  reports attach errors through them;
+* bcc can find kernel headers.  When the running kernel has no header package
+  the set-up script merges an older generic tree and writes its path into
+  ``/var/cache/webprof/kernel-source``; bcc reads ``BCC_KERNEL_SOURCE``.
+
+:func:`prepare` does all of it and is idempotent.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+KERNEL_SOURCE_FILE = "/var/cache/webprof/kernel-source"
+PROC_MOUNTS = "/proc/mounts"
+MOUNTS = (("debugfs", "/sys/kernel/debug"), ("tracefs", "/sys/kernel/tracing"))
+
+# Bit numbers in the CapEff mask of /proc/self/status (linux/capability.h).
+CAP_SYS_ADMIN = 21
+CAP_PERFMON = 38
+CAP_BPF = 39
+
+
+class BpfUnavailable(Exception):
+    """eBPF cannot be used by this process; ``str()`` says what is missing and how to fix it."""
+
+
+def effective_caps(status_path: str = "/proc/self/status") -> int:
+    """The effective capability mask of this process (0 when unreadable)."""
+    try:
+        with open(status_path) as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
+
+
+def check_privileges(euid: int | None = None, caps: int | None = None) -> str | None:
+    """Return what is missing for loading eBPF programs, or None when nothing is.
+
+    Root (euid 0) is enough.  Otherwise the kernel wants CAP_BPF to load
+    programs and create maps, and CAP_PERFMON to attach to perf events and
+    read kernel stacks; CAP_SYS_ADMIN covers both on any kernel.
+    """
+    euid = os.geteuid() if euid is None else euid
+    caps = effective_caps() if caps is None else caps
+    if euid == 0 or caps & (1 << CAP_SYS_ADMIN):
+        return None
+    missing = [
+        name
+        for name, bit in (("CAP_BPF", CAP_BPF), ("CAP_PERFMON", CAP_PERFMON))
+        if not caps & (1 << bit)
+    ]
+    if not missing:
+        return None
+    return (
+        f"not root (uid {euid}) and missing {' and '.join(missing)}: run as root "
+        "(sudo webprof ...) or grant the capabilities "
+        "(sudo setcap cap_bpf,cap_perfmon+ep on the Python interpreter)"
+    )
+
+
+def mounted_types(mounts_path: str = PROC_MOUNTS) -> dict[str, str]:
+    """Mount point -> filesystem type, from /proc/mounts."""
+    result: dict[str, str] = {}
+    try:
+        with open(mounts_path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3:
+                    result[parts[1]] = parts[2]
+    except OSError:
+        pass
+    return result
+
+
+def ensure_mounted(fstype: str, target: str) -> None:
+    """Mount ``fstype`` at ``target`` unless something of that type is already there."""
+    if mounted_types().get(target) == fstype:
+        return
+    try:
+        proc = subprocess.run(
+            ["mount", "-t", fstype, "nodev", target],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BpfUnavailable(f"cannot mount {fstype} at {target}: {exc}") from None
+    if proc.returncode != 0 and mounted_types().get(target) != fstype:
+        detail = proc.stderr.strip() or f"exit code {proc.returncode}"
+        raise BpfUnavailable(
+            f"{fstype} is not mounted at {target} and mounting it failed ({detail}); "
+            f"run as root: mount -t {fstype} nodev {target}"
+        )
+
+
+def configured_kernel_source(path: str = KERNEL_SOURCE_FILE) -> str | None:
+    """The header tree recorded by the set-up script, or None (use the kernel's own)."""
+    try:
+        with open(path) as f:
+            text = f.readline().strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def prepare() -> None:
+    """Check privileges, mount debugfs/tracefs and point bcc at kernel headers.
+
+    Raises :class:`BpfUnavailable` with a how-to-fix message when eBPF cannot
+    be used.  Safe to call more than once.
+    """
+    problem = check_privileges()
+    if problem:
+        raise BpfUnavailable(problem)
+    for fstype, target in MOUNTS:
+        ensure_mounted(fstype, target)
+    source = configured_kernel_source()
+    if source and not os.environ.get("BCC_KERNEL_SOURCE"):
+        os.environ["BCC_KERNEL_SOURCE"] = source

@@ -1,0 +1,141 @@
+"""The collector's websocket session: connect, say hello, stream deltas, reconnect.
+
+:class:`Uplink` owns a bounded buffer of encoded messages.  The collection
+loop keeps filling it while the server is away; up to ``buffer_intervals``
+are kept (oldest dropped first, and counted) and sent after reconnecting.
+Reconnects back off exponentially (0.5 s doubling to 10 s).  A close with
+code 4001 means the token is wrong: retrying cannot help, so it stops with
+:class:`BadToken`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import sys
+import time
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
+
+from webprof.core.protocol import CLOSE_BAD_TOKEN, MAX_MESSAGE_BYTES, CollectorHello, encode
+
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 10.0
+
+
+class BadToken(Exception):
+    """The server refused the collector token."""
+
+
+def log(message: str) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    print(f"{stamp} webprof collect: {message}", file=sys.stderr, flush=True)
+
+
+def collector_url(server: str) -> str:
+    """``http://h:8000`` / ``ws://h:8000/`` -> ``ws://h:8000/ws/collector/``."""
+    url = server.strip().rstrip("/")
+    for old, new in (("http://", "ws://"), ("https://", "wss://")):
+        if url.startswith(old):
+            url = new + url[len(old):]
+    if not url.startswith(("ws://", "wss://")):
+        url = "ws://" + url
+    return url + "/ws/collector/"
+
+
+class Uplink:
+    def __init__(self, url: str, token: str, hello: CollectorHello,
+                 buffer_intervals: int = 60) -> None:
+        self.url = url
+        self.token = token
+        self.hello = hello
+        self.buffer: collections.deque[str] = collections.deque()
+        self.buffer_intervals = buffer_intervals
+        self.dropped = 0
+        self.sent = 0
+        self._ready = asyncio.Event()  # set when buffer has something to send
+
+    def push(self, text: str) -> None:
+        """Queue one encoded message; drop the oldest when the buffer is full."""
+        if len(self.buffer) >= self.buffer_intervals:
+            self.buffer.popleft()
+            self.dropped += 1
+            log(f"server unreachable: buffer of {self.buffer_intervals} intervals full, "
+                f"dropped {self.dropped} interval(s) so far")
+        self.buffer.append(text)
+        self._ready.set()
+
+    async def run(self, finished: asyncio.Event) -> None:
+        """Connect and send until ``finished`` is set and the buffer is flushed.
+
+        Raises :class:`BadToken` on close code 4001 (or HTTP 401/403).
+        """
+        delay, attempt = BACKOFF_FIRST_S, 0
+        while True:
+            try:
+                async with connect(self.url, additional_headers={
+                        "Authorization": f"Bearer {self.token}"},
+                        max_size=MAX_MESSAGE_BYTES, proxy=None, open_timeout=5,
+                        close_timeout=2) as ws:
+                    await ws.send(encode(self.hello))
+                    if attempt:
+                        log(f"connected to {self.url} after {attempt} attempt(s); "
+                            f"sending {len(self.buffer)} buffered interval(s)")
+                    delay, attempt = BACKOFF_FIRST_S, 0
+                    if await self._stream(ws, finished):
+                        return
+            except ConnectionClosed as exc:
+                if exc.rcvd is not None and exc.rcvd.code == CLOSE_BAD_TOKEN:
+                    raise BadToken() from None
+                reason = f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
+            except InvalidStatus as exc:
+                if exc.response.status_code in (401, 403):
+                    raise BadToken() from None
+                reason = f"server answered HTTP {exc.response.status_code}"
+            except InvalidURI as exc:
+                raise ValueError(f"bad server URL {self.url!r}: {exc}") from None
+            except (OSError, TimeoutError, WebSocketException) as exc:
+                reason = str(exc) or type(exc).__name__
+            if finished.is_set():
+                log(f"stopping: {reason}; {len(self.buffer)} interval(s) not sent")
+                return
+            attempt += 1
+            log(f"{reason}; reconnecting in {delay:g} s (attempt {attempt})")
+            try:
+                await asyncio.wait_for(finished.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+            delay = min(delay * 2, BACKOFF_MAX_S)
+
+    async def _stream(self, ws: ClientConnection, finished: asyncio.Event) -> bool:
+        """Send buffered messages as they come; True once finished and flushed."""
+        closed = asyncio.ensure_future(self._read_until_closed(ws))
+        try:
+            while True:
+                while self.buffer:
+                    await ws.send(self.buffer[0])
+                    self.buffer.popleft()  # only after the send succeeded
+                    self.sent += 1
+                if finished.is_set():
+                    await ws.close()
+                    return True
+                self._ready.clear()
+                waiters = {asyncio.ensure_future(self._ready.wait()),
+                           asyncio.ensure_future(finished.wait()), closed}
+                done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                for task in pending - {closed}:
+                    task.cancel()
+                if closed in done:
+                    closed.result()  # re-raises ConnectionClosed with its code
+        finally:
+            closed.cancel()
+
+    async def _read_until_closed(self, ws: ClientConnection) -> None:
+        """Read (and log) server messages so a close frame is seen at once."""
+        async for message in ws:
+            text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+            if '"type":"error"' in text.replace(" ", ""):
+                log(f"server reported: {text[:300]}")
+        await ws.wait_closed()
+        raise ConnectionClosed(ws.protocol.close_rcvd, ws.protocol.close_sent)

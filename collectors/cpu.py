@@ -1,0 +1,271 @@
+"""On-CPU stack sampling: loads bpf/cpu.bpf.c and drains it into ProfileDelta messages.
+
+Usage::
+
+    with CpuCollector(frequency_hz=49) as cpu:
+        while running:
+            time.sleep(1)
+            delta = cpu.drain()
+
+``drain()`` is ``build_delta(read_interval())``: :meth:`read_interval`
+flips the kernel to the other map set and empties the old one's counts;
+:meth:`build_delta` reads and frees the stacks those counts refer to,
+symbolizes and merges them.  A benchmark can time the two halves apart.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collectors import bcc_env
+from collectors.maps import BatchUnsupported, StackReader, drain_hash_batch, drain_hash_slow
+from collectors.symbols import UNKNOWN, Symbolizer
+from webprof.core.protocol import HEALTH_KEYS, ProfileDelta
+
+BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "cpu.bpf.c"
+KEY = struct.Struct("<Iii16s")  # struct key_t in cpu.bpf.c
+TASK = struct.Struct("<I16s")  # struct task_t
+# Order of enum health_index in cpu.bpf.c.
+KERNEL_HEALTH = ("samples", "lost_user_stacks", "lost_kernel_stacks",
+                 "stack_map_full", "counts_map_full")
+# After flipping sets, programs that read the old index may still be running
+# on other CPUs.  A perf-event program runs for microseconds, so 2 ms is a
+# generous grace period (the same idea as an RCU grace period).
+FLIP_GRACE_S = 0.002
+_USER_CACHE_MAX = 200_000
+
+
+@dataclass
+class RawInterval:
+    """One interval's counts as read from the kernel, before symbolization."""
+
+    set_index: int
+    start_ms: int
+    interval_ms: int
+    counts: list[tuple[int, int, int, bytes, int]]  # tgid, user id, kernel id, comm, n
+    health: dict[str, int] = field(default_factory=dict)
+
+
+class CpuCollector:
+    """Loader for cpu.bpf.c.  Entering compiles and attaches; leaving detaches."""
+
+    kind = "cpu"
+
+    def __init__(self, frequency_hz: int = 49, pid: int | None = None,
+                 interval_ms: int = 1000, *, host: str | None = None,
+                 counts_size: int = 40960, stack_storage_size: int = 16384) -> None:
+        self.frequency_hz = frequency_hz
+        self.pid = pid
+        self.interval_ms = interval_ms
+        self.host = host or socket.gethostname()
+        self.counts_size = counts_size
+        self.stack_storage_size = stack_storage_size
+        self.symbolizer = Symbolizer()
+        self.seq = 0
+        self.lost_task_events = 0
+        self._bpf = None
+        self._set = 0
+        self._health_totals = [dict.fromkeys(KERNEL_HEALTH, 0) for _ in range(2)]
+        self._start_ms = 0
+        self._batch_ok = True
+        self._user_cache: dict[tuple, tuple[str, ...]] = {}
+        self._kernel_cache: dict[tuple[int, ...], tuple[str, ...]] = {}
+        self._poller: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- lifecycle ----------------------------------------------------------
+    def cflags(self) -> list[str]:
+        flags = [f"-DCOUNTS_SIZE={int(self.counts_size)}",
+                 f"-DSTACK_STORAGE_SIZE={int(self.stack_storage_size)}"]
+        if self.pid is not None:
+            flags.append(f"-DFILTER_TGID={int(self.pid)}")
+        return flags
+
+    def __enter__(self) -> CpuCollector:
+        bcc_env.prepare()
+        from bcc import BPF, PerfSWConfig, PerfType
+
+        try:
+            self._bpf = BPF(src_file=str(BPF_SOURCE).encode(), cflags=self.cflags())
+        except Exception as exc:  # bcc raises plain Exception on compile errors
+            raise bcc_env.BpfUnavailable(
+                f"bcc could not compile {BPF_SOURCE.name} ({exc}); run `webprof doctor`"
+            ) from None
+        try:
+            self._bpf[b"new_tasks"].open_perf_buffer(self._on_new_task, page_cnt=16,
+                                                    lost_cb=self._on_lost_tasks)
+            self._bpf.attach_perf_event(
+                ev_type=PerfType.SOFTWARE, ev_config=PerfSWConfig.CPU_CLOCK,
+                fn_name=b"on_cpu_sample", sample_freq=self.frequency_hz)
+        except Exception:
+            self._bpf.cleanup()
+            self._bpf = None
+            raise
+        self.symbolizer.kernel_frames([])  # load /proc/kallsyms now, not in the first drain
+        self._start_ms = _now_ms()
+        self._stop.clear()
+        self._poller = threading.Thread(target=self._poll_tasks, name="cpu-new-tasks",
+                                        daemon=True)
+        self._poller.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join()
+            self._poller = None
+        if self._bpf is not None:
+            self._bpf.cleanup()
+            self._bpf = None
+
+    def _poll_tasks(self) -> None:
+        while not self._stop.is_set():
+            self._bpf.perf_buffer_poll(timeout=50)
+
+    def _on_new_task(self, _cpu: int, data: int, size: int) -> None:
+        tgid, _comm = TASK.unpack(ct.string_at(data, TASK.size))
+        self.symbolizer.note_process(tgid)
+
+    def _on_lost_tasks(self, lost: int) -> None:
+        self.lost_task_events += lost
+
+    # -- draining -----------------------------------------------------------
+    def drain(self) -> ProfileDelta:
+        """Counts since the previous drain, symbolized, as one protocol message."""
+        return self.build_delta(self.read_interval())
+
+    def read_interval(self) -> RawInterval:
+        """Flip the kernel to the other set, then take and clear the old set's counts."""
+        bpf = self._require()
+        old = self._set
+        self._set = 1 - old
+        control = bpf[b"control"]
+        control[control.Key(0)] = control.Leaf(self._set)
+        now = _now_ms()
+        time.sleep(FLIP_GRACE_S)
+        table = bpf[f"counts{old}".encode()]
+        entries = None
+        if self._batch_ok:
+            try:
+                entries = drain_hash_batch(table.map_fd, self.counts_size, KEY.size)
+            except BatchUnsupported:
+                self._batch_ok = False
+        if entries is None:
+            entries = drain_hash_slow(table.map_fd, KEY.size)
+        counts = [(*KEY.unpack(k), n) for k, n in entries]
+        raw = RawInterval(old, self._start_ms, max(now - self._start_ms, 0), counts,
+                          self._health_delta(old))
+        self._start_ms = now
+        return raw
+
+    def _health_delta(self, set_index: int) -> dict[str, int]:
+        """This set's counters since it was last drained (the kernel keeps totals)."""
+        table = self._require()[b"health"]
+        totals = self._health_totals[set_index]
+        delta = {}
+        for i, name in enumerate(KERNEL_HEALTH):
+            total = int(table.sum(table.Key(set_index * len(KERNEL_HEALTH) + i)).value)
+            delta[name] = max(total - totals[name], 0)
+            totals[name] = total
+        return delta
+
+    def build_delta(self, raw: RawInterval) -> ProfileDelta:
+        """Read and free the interval's stacks, symbolize, merge, encode."""
+        reader = StackReader(self._require()[f"stacks{raw.set_index}".encode()].map_fd)
+        ids = {u for _, u, _, _, _ in raw.counts if u >= 0}
+        ids.update(k for _, _, k, _, _ in raw.counts if k >= 0)
+        stacks = reader.read(ids)
+        # The set is no longer written, so freeing its ids cannot race.  Ids
+        # allocated for samples whose count was dropped have no counts key:
+        # sweep the whole map when the kernel reported drops.
+        if raw.health.get("counts_map_full") or raw.health.get("stack_map_full"):
+            reader.delete_all()
+        else:
+            reader.delete(ids)
+        merged = self.merge(raw.counts, stacks)
+        delta = self.encode(raw, merged)
+        self.symbolizer.expire()
+        if len(self._user_cache) > _USER_CACHE_MAX:
+            self._user_cache.clear()
+        return delta
+
+    def merge(self, counts: list[tuple[int, int, int, bytes, int]],
+              stacks: dict[int, tuple[int, ...]]) -> dict[tuple, int]:
+        """(pid, comm, frames outermost first) -> samples; identical names merge."""
+        merged: dict[tuple, int] = {}
+        comms: dict[bytes, str] = {}
+        users: dict[tuple[int, int], tuple[str, ...]] = {}  # this interval's (pid, id)
+        for tgid, uid, kid, comm_raw, n in counts:
+            comm = comms.get(comm_raw)
+            if comm is None:
+                comm = comms[comm_raw] = _comm(comm_raw)
+            user = users.get((tgid, uid))
+            if user is None:
+                user = users[tgid, uid] = self._user(tgid, stacks.get(uid, ()))
+            frames = user + self._kernel(stacks.get(kid, ())) if kid >= 0 else user
+            key = (tgid, comm, frames)
+            merged[key] = merged.get(key, 0) + n
+        return merged
+
+    def _user(self, tgid: int, addrs: tuple[int, ...]) -> tuple[str, ...]:
+        if not addrs:
+            return ()
+        key = (tgid, self.symbolizer.generation(tgid), addrs)
+        frames = self._user_cache.get(key)
+        if frames is None:
+            names = self.symbolizer.user_frames(tgid, addrs)
+            frames = self._user_cache[key] = tuple(reversed(names))
+        return frames
+
+    def _kernel(self, addrs: tuple[int, ...]) -> tuple[str, ...]:
+        if not addrs:
+            return ()
+        frames = self._kernel_cache.get(addrs)
+        if frames is None:
+            names = self.symbolizer.kernel_frames(addrs)
+            frames = self._kernel_cache[addrs] = tuple(reversed(names))
+        return frames
+
+    def encode(self, raw: RawInterval, merged: dict[tuple, int]) -> ProfileDelta:
+        index: dict[str, int] = {}  # insertion-ordered: becomes the strings table
+        intern = index.setdefault
+        rows: list[list[int]] = []
+        for (pid, comm, frames), n in merged.items():
+            row = [pid, intern(comm, len(index)), n]
+            row += [intern(name, len(index)) for name in frames]
+            rows.append(row)
+        strings = list(index)
+        unknown_ids = {i for i, name in enumerate(strings) if name.startswith(UNKNOWN)}
+        unknown = sum(1 for row in rows for i in row[3:] if i in unknown_ids) if unknown_ids else 0
+        health = dict.fromkeys(HEALTH_KEYS, 0)
+        health.update(raw.health)
+        health["stacks"] = len(raw.counts)
+        health["unknown_symbols"] = unknown
+        self.seq += 1
+        return ProfileDelta(host=self.host, kind=self.kind, seq=self.seq,
+                            start_ms=raw.start_ms, interval_ms=raw.interval_ms,
+                            frequency_hz=self.frequency_hz, strings=strings,
+                            stacks=rows, health=health)
+
+    def _require(self):  # -> bcc.BPF
+        if self._bpf is None:
+            raise RuntimeError("CpuCollector is not running: use it as a context manager")
+        return self._bpf
+
+
+def _comm(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace") or "[unknown]"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+

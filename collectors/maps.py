@@ -1,0 +1,130 @@
+"""Fast reads of BPF maps by file descriptor, below bcc's per-entry ctypes objects.
+
+bcc's table classes build one ctypes object per key and value; for 10,000
+entries per interval that costs more than the syscalls.  These helpers call
+libbcc's thin syscall wrappers with preallocated buffers and decode the raw
+bytes with :mod:`struct`.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import errno
+import os
+import struct
+from collections.abc import Iterable
+
+from bcc.libbcc import lib
+
+STACK_DEPTH = 127  # PERF_MAX_STACK_DEPTH as used by BPF_STACK_TRACE
+
+
+class BatchUnsupported(Exception):
+    """The kernel refused BPF_MAP_LOOKUP_AND_DELETE_BATCH (older than 5.6)."""
+
+
+def drain_hash_batch(fd: int, max_entries: int, key_size: int) -> list[tuple[bytes, int]]:
+    """Look up and delete every entry of a hash map whose values are u64.
+
+    Returns ``[(key bytes, value)]``.  Raises :class:`BatchUnsupported` when
+    the kernel lacks batch operations before anything was deleted.
+    """
+    keys = ct.create_string_buffer(key_size * max_entries)
+    values = (ct.c_uint64 * max_entries)()
+    count = ct.c_uint32(0)
+    in_batch = ct.c_uint32(0)
+    out_batch = ct.c_uint32(0)
+    total = 0
+    while total < max_entries:
+        count.value = max_entries - total
+        res = lib.bpf_lookup_and_delete_batch(
+            fd,
+            ct.byref(in_batch) if total else None,
+            ct.byref(out_batch),
+            ct.byref(keys, key_size * total),
+            ct.byref(values, 8 * total),
+            ct.byref(count),
+        )
+        err = ct.get_errno()
+        total += count.value
+        if res != 0:
+            if err == errno.ENOENT:
+                break  # walked the whole map
+            if total == 0 and err in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise BatchUnsupported(os.strerror(err))
+            raise OSError(err, f"BPF_MAP_LOOKUP_AND_DELETE_BATCH: {os.strerror(err)}")
+        if count.value == 0:
+            break
+        in_batch.value = out_batch.value
+    raw = keys.raw
+    return [(raw[i * key_size:(i + 1) * key_size], values[i]) for i in range(total)]
+
+
+def drain_hash_slow(fd: int, key_size: int) -> list[tuple[bytes, int]]:
+    """Fallback for kernels without batch ops: walk keys, look up, then delete.
+
+    Only safe on a map no program writes to meanwhile (the inactive set).
+    """
+    keys = all_keys(fd, key_size)
+    value = ct.c_uint64()
+    result = []
+    for key in keys:
+        buf = ct.create_string_buffer(key, key_size)
+        if lib.bpf_lookup_elem(fd, buf, ct.byref(value)) == 0:
+            result.append((key, value.value))
+        lib.bpf_delete_elem(fd, buf)
+    return result
+
+
+def all_keys(fd: int, key_size: int) -> list[bytes]:
+    keys = []
+    prev = None
+    nxt = ct.create_string_buffer(key_size)
+    while lib.bpf_get_next_key(fd, prev, nxt) == 0:
+        keys.append(nxt.raw)
+        prev = ct.create_string_buffer(nxt.raw, key_size)
+    return keys
+
+
+_ZERO_IP = bytes(8)
+_IPS = [struct.Struct(f"<{n}Q") for n in range(STACK_DEPTH + 1)]
+
+
+class StackReader:
+    """Reads and deletes entries of one BPF_STACK_TRACE map."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._key = ct.c_uint32()
+        self._buf = (ct.c_uint64 * STACK_DEPTH)()
+
+    def read(self, stack_ids: Iterable[int]) -> dict[int, tuple[int, ...]]:
+        """stack id -> addresses, innermost first; missing ids are left out."""
+        result = {}
+        key, buf, fd = self._key, self._buf, self.fd
+        lookup, size = lib.bpf_lookup_elem, ct.sizeof(buf)
+        key_ref = ct.byref(key)
+        for sid in stack_ids:
+            key.value = sid
+            if lookup(fd, key_ref, buf) != 0:
+                continue
+            raw = ct.string_at(buf, size)
+            # The trace ends at the first zero address (an aligned 8-byte zero).
+            end = raw.find(_ZERO_IP)
+            while end % 8 and end != -1:
+                end = raw.find(_ZERO_IP, end + 1)
+            n = STACK_DEPTH if end == -1 else end // 8
+            result[sid] = _IPS[n].unpack_from(raw)
+        return result
+
+    def delete(self, stack_ids: Iterable[int]) -> None:
+        key = self._key
+        for sid in stack_ids:
+            key.value = sid
+            lib.bpf_delete_elem(self.fd, ct.byref(key))
+
+    def delete_all(self) -> int:
+        """Delete every entry, including ids no counts key refers to."""
+        ids = [struct.unpack("<I", k)[0] for k in all_keys(self.fd, 4)]
+        self.delete(ids)
+        return len(ids)
