@@ -32,6 +32,8 @@ up: setup
 
 # eBPF tests that cannot run must fail here, not skip.
 test: export WEBPROF_REQUIRE_BPF := 1
+# Tests must not write keys or tokens into a real installation's data directory.
+test: export WEBPROF_DATA_DIR := $(shell mktemp -d /tmp/webprof-test.XXXXXX)
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -41,7 +41,14 @@ class Node:
         return node
 
     def count_nodes(self) -> int:
-        return 1 + sum(c.count_nodes() for c in self.children.values())
+        """This node and all below it (iterative: stacks can be deep)."""
+        count = 0
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            count += 1
+            stack.extend(node.children.values())
+        return count
 
 
 class FlameTree:
@@ -106,6 +113,18 @@ class FlameTree:
             raise ValueError("max_nodes must be at least 1")
         if self.node_count() <= max_nodes:
             return self.copy()
+        return self._truncate(max_nodes)
+
+    def fitted(self, max_nodes: int) -> tuple[FlameTree, int]:
+        """This tree itself when it fits the budget, else a truncated copy;
+        with the number of real nodes folded away."""
+        count = self.node_count()
+        if count <= max_nodes:
+            return self, 0
+        small = self._truncate(max_nodes)
+        return small, count - _real_node_count(small.root)
+
+    def _truncate(self, max_nodes: int) -> FlameTree:
         keep = _select_nodes(self.root, max_nodes)
         out = FlameTree()
         _copy_kept(self.root, out.root, keep)
@@ -194,28 +213,36 @@ def _merge_node(dst: Node, src: Node, sign: int) -> None:
 def _select_nodes(root: Node, budget: int) -> set[int]:
     """Ids of the largest nodes that fit in ``budget``, chosen best-first.
 
-    A kept node with children may need an "other" child for what does not
-    fit, so keeping it costs two slots; a leaf costs one.  The root's own
-    "other" slot is reserved up front.  The result never exceeds ``budget``.
+    Nodes are taken in descending total (a child only after its parent).  A
+    kept node with any child left out needs one "other" node, so a prefix of
+    that order costs ``kept + parents_with_folds``; the longest prefix whose
+    cost fits the budget is kept.  The cost is tracked incrementally: keeping
+    a node with children opens a fold, keeping a parent's last child closes it.
     """
-    keep: set[int] = set()
-    heap: list[tuple[int, int, Node]] = []
+    order: list[Node] = []
+    heap: list[tuple[int, int, Node, Node]] = []
     tie = 0
     for child in root.children.values():
-        heapq.heappush(heap, (-child.total, tie, child))
+        heapq.heappush(heap, (-child.total, tie, child, root))
         tie += 1
-    used = 1
-    while heap:
-        _, _, node = heapq.heappop(heap)
-        cost = 2 if node.children else 1
-        if used + cost > budget:
-            continue
-        used += cost
-        keep.add(id(node))
+    kept_children: dict[int, int] = {}
+    folds = 1 if root.children else 0
+    best = 0
+    while heap and len(order) < budget:
+        _, _, node, parent = heapq.heappop(heap)
+        order.append(node)
+        if node.children:
+            folds += 1
+        done = kept_children.get(id(parent), 0) + 1
+        kept_children[id(parent)] = done
+        if done == len(parent.children):
+            folds -= 1
+        if len(order) + folds <= budget:
+            best = len(order)
         for child in node.children.values():
-            heapq.heappush(heap, (-child.total, tie, child))
+            heapq.heappush(heap, (-child.total, tie, child, node))
             tie += 1
-    return keep
+    return {id(node) for node in order[:best]}
 
 
 def _copy_kept(src: Node, dst: Node, keep: set[int]) -> None:
@@ -233,3 +260,15 @@ def _copy_kept(src: Node, dst: Node, keep: set[int]) -> None:
         other = dst.child(f"{OTHER_PREFIX}{folded_count} frames]")
         other.self_count += folded_total
         other.total += folded_total
+
+
+def _real_node_count(root: Node) -> int:
+    """Nodes below ``root`` that are not "[other ...]" folds."""
+    count = 0
+    stack = list(root.children.values())
+    while stack:
+        node = stack.pop()
+        if not node.name.startswith(OTHER_PREFIX):
+            count += 1
+        stack.extend(node.children.values())
+    return count

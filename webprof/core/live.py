@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
-from .flame import OTHER_PREFIX, FlameTree
+from .flame import FlameTree
 from .protocol import IntervalTree, LiveInterval, LiveSnapshot, ProfileDelta
 
 DEFAULT_MAX_NODES = 16_384
@@ -27,6 +27,9 @@ DEFAULT_KEEP_INTERVALS = 60
 # Distinct (pid, comm, stack) keys kept for "since start" before pids are
 # merged (pid 0) to bound memory on machines with many short-lived processes.
 DEFAULT_MAX_OLDER_KEYS = 400_000
+
+# Filters whose interval trees are cached per interval.
+MAX_CACHED_FILTERS = 8
 
 StackKey = tuple[int, str, tuple[str, ...]]
 
@@ -38,6 +41,9 @@ class IntervalRecord:
     samples: int
     stacks: Counter[StackKey]
     health: dict[str, int] = field(default_factory=dict)
+    # Trees already built for this interval, per filter: a snapshot re-sends
+    # up to 60 intervals and must not rebuild each of them.
+    trees: dict[ProcessFilter, IntervalTree] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,9 @@ class LiveState:
         self.max_older_keys = max_older_keys
         self.recent: deque[IntervalRecord] = deque(maxlen=keep_intervals)
         self.older: Counter[StackKey] = Counter()
+        # The unfiltered "since start" tree of retired intervals, kept up to
+        # date incrementally because most browsers watch without a filter.
+        self.older_tree = FlameTree()
         self.started_ms = 0
         self.interval_ms = 1000
         self.frequency_hz = 0
@@ -99,10 +108,16 @@ class LiveState:
         if len(self.recent) == self.recent.maxlen:
             self._retire(self.recent[0])
         self.recent.append(record)
+        # Built now, once: every browser without a filter gets this tree, and
+        # a later snapshot re-sends it without rebuilding.
+        self.interval_tree(record, NO_FILTER)
         return record
 
     def _retire(self, record: IntervalRecord) -> None:
         self.older.update(record.stacks)
+        for (_pid, comm, frames), weight in record.stacks.items():
+            self.older_tree.add((comm, *frames), weight)
+        record.trees.clear()
         if len(self.older) > self.max_older_keys:
             merged: Counter[StackKey] = Counter()
             for (_pid, comm, frames), weight in self.older.items():
@@ -111,29 +126,37 @@ class LiveState:
             self.pids_merged = True
 
     def snapshot(self, flt: ProcessFilter = NO_FILTER) -> LiveSnapshot:
-        since_start = build_tree(self.older.items(), flt)
+        older = self.older_tree if flt == NO_FILTER else build_tree(self.older.items(), flt)
+        since_start, _ = older.fitted(self.max_nodes)
         return LiveSnapshot(
             host=self.host,
             started_ms=self.started_ms,
             interval_ms=self.interval_ms,
             frequency_hz=self.frequency_hz,
             max_nodes=self.max_nodes,
-            since_start=since_start.truncated(self.max_nodes).to_wire(),
-            recent=[asdict(self.interval_tree(r, flt)) for r in self.recent],
+            since_start=since_start.to_wire(),
+            recent=[shallow_dict(self.interval_tree(r, flt)) for r in self.recent],
             pid=flt.pid,
             comm=flt.comm,
         )
 
     def interval_tree(self, record: IntervalRecord, flt: ProcessFilter) -> IntervalTree:
+        cached = record.trees.get(flt)
+        if cached is not None:
+            return cached
         tree = build_tree(record.stacks.items(), flt)
-        small = tree.truncated(self.max_nodes)
-        return IntervalTree(
+        small, folded = tree.fitted(self.max_nodes)
+        result = IntervalTree(
             seq=record.seq,
             end_ms=record.end_ms,
             samples=tree.total,
             tree=small.to_wire(),
-            folded_nodes=tree.node_count() - _real_nodes(small),
+            folded_nodes=folded,
         )
+        if len(record.trees) >= MAX_CACHED_FILTERS:
+            record.trees.clear()
+        record.trees[flt] = result
+        return result
 
     def interval_message(self, record: IntervalRecord, flt: ProcessFilter) -> LiveInterval:
         it = self.interval_tree(record, flt)
@@ -163,13 +186,6 @@ def build_tree(items: Iterable[tuple[StackKey, int]], flt: ProcessFilter) -> Fla
     return tree
 
 
-def _real_nodes(tree: FlameTree) -> int:
-    """Nodes of a truncated tree that are not "[other ...]" folds."""
-    count = 0
-    stack = list(tree.root.children.values())
-    while stack:
-        node = stack.pop()
-        if not node.name.startswith(OTHER_PREFIX):
-            count += 1
-        stack.extend(node.children.values())
-    return count
+def shallow_dict(obj: object) -> dict:
+    """A dataclass as a dict without deep-copying its (large) list fields."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}  # type: ignore[arg-type]

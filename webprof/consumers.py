@@ -1,0 +1,246 @@
+"""Websocket consumers: collectors push intervals, browsers watch them.
+
+Thin by design: authenticate, decode, hand to the hub, ``group_send``.  The
+hub (webprof.hub) holds the live state and the encoded-message cache; the
+database is touched on hello, on disconnect and at most every
+``LAST_SEEN_EVERY_S`` seconds, never once per frame.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from .core import protocol
+from .core.live import ProcessFilter
+from .core.protocol import (
+    CollectorHello,
+    Error,
+    LiveSubscribe,
+    ProfileDelta,
+    ProtocolError,
+    decode,
+    encode,
+)
+from .hub import MAX_HOST_NAME, call, get_hub, group_name
+from .models import Host
+
+log = logging.getLogger("webprof.consumers")
+
+LAST_SEEN_EVERY_S = 10.0
+
+
+def _sendable_close_code(code: int) -> bool:
+    return code == 1000 or 3000 <= code <= 4999
+
+
+# RFC 6455's 1009 "message too big" cannot be sent by an application under
+# daphne: autobahn's sendClose accepts only 1000 and 3000-4999, and daphne then
+# closes with 1011 and logs a traceback.  4009 is the application-range twin.
+CLOSE_TOO_BIG = (
+    protocol.CLOSE_TOO_BIG if _sendable_close_code(protocol.CLOSE_TOO_BIG) else 4009
+)
+# Consecutive malformed messages after which a peer is assumed broken.
+MAX_CONSECUTIVE_BAD = 50
+
+
+def peer(scope: dict[str, Any]) -> str:
+    client = scope.get("client") or ("?", 0)
+    return f"{client[0]}:{client[1]}"
+
+
+def request_token(scope: dict[str, Any]) -> str | None:
+    """The collector token: ``Authorization: Bearer T``, else ``?token=T``."""
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    tokens = query.get("token")
+    return tokens[0] if tokens else None
+
+
+def too_big(text: str) -> bool:
+    # A str of n characters encodes to n..4n UTF-8 bytes: encode only when unsure.
+    if len(text) > protocol.MAX_MESSAGE_BYTES:
+        return True
+    if len(text) * 4 <= protocol.MAX_MESSAGE_BYTES:
+        return False
+    return len(text.encode("utf-8")) > protocol.MAX_MESSAGE_BYTES
+
+
+class RefusingConsumer(AsyncWebsocketConsumer):
+    """Shared error reporting: count refused messages, close when hopeless."""
+
+    dropped = 0
+    consecutive_bad = 0
+
+    async def refuse(self, code: str, message: str) -> None:
+        self.dropped += 1
+        self.consecutive_bad += 1
+        await self.send(encode(Error(code=code, message=message, dropped=self.dropped)))
+        if self.consecutive_bad >= MAX_CONSECUTIVE_BAD:
+            log.warning("%s closed after %d malformed messages", peer(self.scope), self.dropped)
+            await self.close(code=protocol.CLOSE_PROTOCOL_ERROR)
+
+    async def decode_text(self, text_data: str | None, bytes_data: bytes | None) -> Any:
+        """Decode one frame, or report it and return None."""
+        data = text_data if text_data is not None else bytes_data
+        if data is None:
+            return None
+        big = too_big(data) if isinstance(data, str) else len(data) > protocol.MAX_MESSAGE_BYTES
+        if big:
+            await self.send(
+                encode(
+                    Error(
+                        code="too_big",
+                        message=f"message larger than {protocol.MAX_MESSAGE_BYTES} bytes",
+                        dropped=self.dropped + 1,
+                    )
+                )
+            )
+            log.warning("%s sent a message over %d bytes", peer(self.scope), len(data))
+            await self.close(code=CLOSE_TOO_BIG)
+            return None
+        try:
+            message = decode(data)
+        except ProtocolError as exc:
+            await self.refuse("bad_message", str(exc))
+            return None
+        self.consecutive_bad = 0
+        return message
+
+
+class CollectorConsumer(RefusingConsumer):
+    """``/ws/collector/``: one collector streaming one host's intervals."""
+
+    host: str | None = None
+    last_db_write = 0.0
+
+    async def connect(self) -> None:
+        await self.accept()
+        token = request_token(self.scope)
+        expected = settings.COLLECTOR_TOKEN
+        if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
+            reason = "missing token" if token is None else "wrong token"
+            log.warning("collector from %s refused: %s", peer(self.scope), reason)
+            await self.close(code=protocol.CLOSE_BAD_TOKEN)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        message = await self.decode_text(text_data, bytes_data)
+        if message is None:
+            return
+        if self.host is None:
+            if isinstance(message, CollectorHello):
+                await self.hello(message)
+            else:
+                await self.refuse("hello_first", "the first message must be collector.hello")
+        elif isinstance(message, ProfileDelta):
+            await self.delta(message)
+        elif isinstance(message, CollectorHello):
+            await self.refuse("hello_again", "collector.hello was already received")
+        else:
+            await self.refuse("unexpected_type", f"{message.type} is not for this endpoint")
+
+    async def hello(self, hello: CollectorHello) -> None:
+        if not hello.host or len(hello.host) > MAX_HOST_NAME:
+            await self.refuse("bad_host", f"host name must be 1..{MAX_HOST_NAME} characters")
+            return
+        self.host = hello.host
+        await call(get_hub().collector_connected, hello)
+        await database_sync_to_async(Host.record_hello)(hello)
+        self.last_db_write = time.monotonic()
+        log.info("collector %s connected from %s", hello.host, peer(self.scope))
+        await self.broadcast_status()
+
+    async def delta(self, delta: ProfileDelta) -> None:
+        if delta.host != self.host:
+            await self.refuse("host_mismatch", f"this connection said hello as {self.host!r}")
+            return
+        serial = await call(get_hub().apply, delta)
+        await self.channel_layer.group_send(
+            group_name(delta.host), {"type": "live.interval", "serial": serial, "seq": delta.seq}
+        )
+        if time.monotonic() - self.last_db_write >= LAST_SEEN_EVERY_S:
+            self.last_db_write = time.monotonic()
+            await database_sync_to_async(Host.record_seen)(delta.host, True)
+
+    async def disconnect(self, code: int) -> None:
+        if self.host is None:
+            return
+        hub = get_hub()
+        entry = await call(hub.collector_disconnected, self.host)
+        await database_sync_to_async(Host.record_seen)(self.host, entry.collectors > 0)
+        log.info("collector %s disconnected (code %s)", self.host, code)
+        await self.broadcast_status()
+
+    async def broadcast_status(self) -> None:
+        assert self.host is not None
+        await self.channel_layer.group_send(
+            group_name(self.host), {"type": "host.status", "host": self.host}
+        )
+
+
+class LiveConsumer(RefusingConsumer):
+    """``/ws/live/``: one browser watching one host under one process filter."""
+
+    host: str | None = None
+    group: str | None = None
+    flt = ProcessFilter()
+    last_serial = 0  # intervals up to this serial are already in the snapshot
+
+    async def connect(self) -> None:
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=protocol.CLOSE_NOT_LOGGED_IN)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        message = await self.decode_text(text_data, bytes_data)
+        if message is None:
+            return
+        if not isinstance(message, LiveSubscribe):
+            await self.refuse("unexpected_type", f"{message.type} is not for this endpoint")
+            return
+        await self.subscribe(message)
+
+    async def subscribe(self, sub: LiveSubscribe) -> None:
+        if not sub.host or len(sub.host) > MAX_HOST_NAME:
+            await self.refuse("bad_host", f"host name must be 1..{MAX_HOST_NAME} characters")
+            return
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        self.host = sub.host
+        self.flt = ProcessFilter(pid=sub.pid, comm=sub.comm or None)
+        self.group = group_name(sub.host)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        hub = get_hub()
+        # Computed synchronously after group_add: events up to last_serial are
+        # in the snapshot, later ones arrive as live.interval.
+        text, self.last_serial = await call(hub.snapshot_text, sub.host, self.flt)
+        await self.send(text)
+        await self.send(await call(hub.status_text, sub.host))
+
+    async def live_interval(self, event: dict[str, Any]) -> None:
+        serial = event["serial"]
+        if self.host is None or serial <= self.last_serial:
+            return
+        text = await call(get_hub().interval_text, self.host, serial, self.flt)
+        if text is not None:
+            await self.send(text)
+
+    async def host_status(self, event: dict[str, Any]) -> None:
+        if self.host is not None and event["host"] == self.host:
+            await self.send(await call(get_hub().status_text, self.host))
+
+    async def disconnect(self, code: int) -> None:
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)

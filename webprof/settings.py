@@ -1,0 +1,201 @@
+"""Django settings for webprof, read from the environment.
+
+Every value comes from a ``WEBPROF_*`` variable through a small typed helper
+that fails fast with :class:`ImproperlyConfigured`, so a typo in a deployment
+stops the server at start-up instead of misbehaving later.  The embedded
+defaults need nothing else: SQLite in the data directory, the in-memory
+channel layer (one daphne process) and secrets generated once into files.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+import plotly
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+
+
+def env_int(name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ImproperlyConfigured(f"{name} must be {minimum}..{maximum}, got {value}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/webprof")
+    return Path.home() / ".local" / "share" / "webprof"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(f"cannot create data directory {path}: {exc}") from None
+    return path
+
+
+def secret_file(path: Path, make: Callable[[], str]) -> str:
+    """Read a secret from ``path``, creating it (mode 0600) on first use.
+
+    O_EXCL makes two processes starting at once agree: the loser reads the
+    winner's file instead of overwriting it.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        value = path.read_text().strip()
+        if not value:
+            raise ImproperlyConfigured(f"{path} is empty; delete it to regenerate") from None
+        return value
+    except OSError as exc:
+        raise ImproperlyConfigured(f"cannot create {path}: {exc}") from None
+    value = make()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+DATA_DIR = ensure_private_dir(
+    Path(env_str("WEBPROF_DATA_DIR", str(default_data_dir()))).expanduser()
+)
+
+SECRET_KEY = os.environ.get("WEBPROF_SECRET_KEY") or secret_file(
+    DATA_DIR / "secret-key", lambda: secrets.token_urlsafe(50)
+)
+COLLECTOR_TOKEN = os.environ.get("WEBPROF_COLLECTOR_TOKEN") or secret_file(
+    DATA_DIR / "collector-token", lambda: secrets.token_urlsafe(32)
+)
+
+DEBUG = env_bool("WEBPROF_DEBUG", False)
+# "*" by default: the embedded setup listens on 127.0.0.1 and is reached by
+# whatever name the user types (localhost, an SSH tunnel, the machine's name);
+# login is still required for every page.  Set a list when exposing it.
+ALLOWED_HOSTS = env_list("WEBPROF_ALLOWED_HOSTS", ["*"])
+CSRF_TRUSTED_ORIGINS = env_list("WEBPROF_CSRF_TRUSTED_ORIGINS", [])
+
+# Node budget per tree sent to a browser, and the longest sliding window.
+WEBPROF_MAX_NODES = env_int("WEBPROF_MAX_NODES", 16_384, 100, 1_000_000)
+WEBPROF_KEEP_INTERVALS = env_int("WEBPROF_KEEP_INTERVALS", 60, 1, 3600)
+
+INSTALLED_APPS = [
+    "daphne",  # first: its runserver replaces Django's with an ASGI one
+    "channels",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "webprof.apps.WebprofConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "webprof.urls"
+ASGI_APPLICATION = "webprof.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": DATA_DIR / "webprof.sqlite3",
+        # WAL lets the admin read while the server writes host rows.
+        "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20},
+    }
+}
+
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "hosts"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    # plotly ships plotly.min.js in its package: served as vendor/plotly.min.js
+    # so pages work with no network.
+    ("vendor", Path(plotly.__file__).resolve().parent / "package_data"),
+]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "line": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "line"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {
+        "django": {"level": "INFO"},
+        "daphne": {"level": "WARNING"},
+    },
+}
