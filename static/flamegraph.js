@@ -1,0 +1,400 @@
+// Canvas flame graph for trees from flametree.js.
+//
+// Built for the server's 16,384-node budget at one redraw per interval:
+// layout fills flat arrays (no per-frame objects), frames narrower than
+// MIN_PX are skipped with their whole subtree (children are never wider),
+// rectangles are filled in one path per colour, and text is drawn only where
+// a monospace label fits, which avoids measureText per frame.
+
+import { OTHER_KEY, findPath } from "./flametree.js";
+
+const MIN_PX = 0.5; // narrower frames are invisible at any device pixel ratio
+const FONT_PX = 11;
+const FONT = `${FONT_PX}px ui-monospace, "DejaVu Sans Mono", monospace`;
+// Warm hues for user frames, cooler teal/blue for kernel frames ("_[k]"),
+// as in Brendan Gregg's flamegraph.pl "java"/"perl" palettes.
+const WARM = 16;
+const COOL = 8;
+const HIGHLIGHT = WARM + COOL; // colour slot for search matches
+const OTHER = HIGHLIGHT + 1; // hatched slot for "[other: N frames]" folds
+const PALETTE = [];
+for (let i = 0; i < WARM; i++) {
+  PALETTE.push(`hsl(${(8 + (i * 37) % 42)}, ${78 + (i % 3) * 6}%, ${55 + (i * 7) % 14}%)`);
+}
+for (let i = 0; i < COOL; i++) {
+  PALETTE.push(`hsl(${(178 + (i * 11) % 40)}, 55%, ${52 + (i * 5) % 14}%)`);
+}
+PALETTE.push("hsl(300, 80%, 62%)");
+
+function hashName(name) {
+  // FNV-1a: cheap, stable across page loads, so a function keeps its colour.
+  let h = 2166136261;
+  for (let i = 0; i < name.length; i++) {
+    h ^= name.charCodeAt(i);
+    h = Math.imul(h, 16777619);
+  }
+  return h >>> 0;
+}
+
+function colourSlot(node) {
+  if (node._c === undefined) {
+    if (node.key === OTHER_KEY) node._c = OTHER;
+    else if (node.name.endsWith("_[k]")) node._c = WARM + (hashName(node.name) % COOL);
+    else node._c = hashName(node.name) % WARM;
+  }
+  return node._c;
+}
+
+export class FlameGraph {
+  constructor(canvas, { onZoom = null, rowHeight = 16 } = {}) {
+    this.canvas = canvas;
+    this.ctx = canvas.getContext("2d");
+    this.onZoom = onZoom;
+    this.rowH = rowHeight;
+    this.root = null;
+    this.zoomKeys = []; // keys from the root to the zoomed frame
+    this.search = null; // name predicate or null
+    this.icicle = false; // false: root at the bottom (flame), true: root on top
+    this.n = 0; // frames laid out
+    this.cap = 0;
+    this.grow(1024);
+    this.maxDepth = 0;
+    this.rows = 0; // canvas height in rows, see fitRows()
+    this.lastRenderMs = 0;
+    this.charW = 0;
+    this.hatch = null;
+    this.tooltip = document.createElement("div");
+    this.tooltip.className = "fg-tooltip";
+    this.tooltip.hidden = true;
+    // Fixed to the viewport so the graph's scroll box cannot clip it.
+    document.body.appendChild(this.tooltip);
+    canvas.addEventListener("mousemove", (e) => this.onMove(e));
+    canvas.addEventListener("mouseleave", () => this.hideTooltip());
+    canvas.addEventListener("click", (e) => this.onClick(e));
+    const box = canvas.parentElement;
+    if (window.ResizeObserver && box) {
+      // Redraw on width changes only: our own height change must not loop.
+      let lastW = box.clientWidth;
+      new ResizeObserver(() => {
+        const w = box.clientWidth;
+        if (w !== lastW && this.root && canvas.isConnected) this.render();
+        lastW = w;
+      }).observe(box);
+    }
+  }
+
+  grow(cap) {
+    this.cap = cap;
+    this.xs = new Float64Array(cap);
+    this.ws = new Float64Array(cap);
+    this.depths = new Int32Array(cap);
+    this.nodes = new Array(cap);
+  }
+
+  // Show a new tree, keeping the zoom if its frame still exists; otherwise
+  // fall back to the deepest ancestor that does (and tell the breadcrumb).
+  setTree(root) {
+    this.root = root;
+    let keys = this.zoomKeys;
+    while (keys.length && !findPath(root, keys)) keys = keys.slice(0, -1);
+    const changed = keys.length !== this.zoomKeys.length;
+    this.zoomKeys = keys;
+    this.render();
+    if (changed && this.onZoom) this.onZoom(this.zoomPath());
+  }
+
+  setSearch(test) {
+    this.search = test;
+    if (this.root) this.render();
+  }
+
+  setIcicle(icicle) {
+    this.icicle = icicle;
+    if (this.root) this.render();
+  }
+
+  zoomTo(keys) {
+    this.zoomKeys = keys.slice();
+    this.hideTooltip();
+    if (this.root) this.render();
+    if (this.onZoom) this.onZoom(this.zoomPath());
+  }
+
+  // [{key, name}] from the root to the zoomed frame (the breadcrumb).
+  zoomPath() {
+    const out = [{ key: "", name: "all" }];
+    let node = this.root;
+    for (const key of this.zoomKeys) {
+      node = node && node.children && node.children.get(key);
+      out.push({ key, name: node ? node.name : key });
+    }
+    return out;
+  }
+
+  zoomNode() {
+    return (this.root && findPath(this.root, this.zoomKeys)) || this.root;
+  }
+
+  // Lay out and draw; returns the time taken in milliseconds.
+  render() {
+    const t0 = performance.now();
+    this.layout();
+    this.draw();
+    this.lastRenderMs = performance.now() - t0;
+    return this.lastRenderMs;
+  }
+
+  layout() {
+    const box = this.canvas.parentElement;
+    const width = this.canvas.clientWidth || (box && box.clientWidth) || 800;
+    this.width = width;
+    this.n = 0;
+    this.maxDepth = 0;
+    const zoom = this.zoomNode();
+    if (!zoom || zoom.total <= 0) return;
+    // Ancestors of the zoomed frame span the full width, like the frame itself.
+    let node = this.root;
+    for (let d = 0; d < this.zoomKeys.length; d++) {
+      this.push(node, 0, width, d);
+      node = node.children.get(this.zoomKeys[d]);
+    }
+    const scale = width / zoom.total;
+    const stack = [zoom, 0, this.zoomKeys.length];
+    while (stack.length) {
+      const depth = stack.pop();
+      const x = stack.pop();
+      const n = stack.pop();
+      const w = n.total * scale;
+      this.push(n, x, w, depth);
+      if (!n.children) continue;
+      let cx = x;
+      for (const c of sortedChildren(n)) {
+        const cw = c.total * scale;
+        if (cw >= MIN_PX) stack.push(c, cx, depth + 1);
+        cx += cw;
+      }
+    }
+  }
+
+  push(node, x, w, depth) {
+    if (this.n === this.cap) {
+      const old = [this.xs, this.ws, this.depths, this.nodes];
+      this.grow(this.cap * 2);
+      this.xs.set(old[0]);
+      this.ws.set(old[1]);
+      this.depths.set(old[2]);
+      for (let i = 0; i < old[3].length; i++) this.nodes[i] = old[3][i];
+    }
+    const i = this.n++;
+    this.xs[i] = x;
+    this.ws[i] = w;
+    this.depths[i] = depth;
+    this.nodes[i] = node;
+    if (depth > this.maxDepth) this.maxDepth = depth;
+  }
+
+  rowY(depth) {
+    return (this.icicle ? depth : this.rows - 1 - depth) * this.rowH;
+  }
+
+  // Canvas height in rows.  Resizing a canvas reallocates its bitmap (the
+  // most expensive step of a redraw at high DPR), and stack depth wobbles
+  // from one interval to the next, so grow in steps of 8 rows and shrink
+  // only when 32 or more rows would be left empty.
+  fitRows() {
+    const need = this.maxDepth + 1;
+    if (!this.rows || need > this.rows || this.rows - need >= 32) {
+      this.rows = Math.ceil(need / 8) * 8;
+    }
+  }
+
+  draw() {
+    const dpr = window.devicePixelRatio || 1;
+    this.fitRows();
+    const cssH = this.rows * this.rowH;
+    const pw = Math.round(this.width * dpr);
+    const ph = Math.round(cssH * dpr);
+    // Assigning width/height reallocates the bitmap; only do it on a change.
+    if (this.canvas.width !== pw || this.canvas.height !== ph) {
+      this.canvas.width = pw;
+      this.canvas.height = ph;
+      this.canvas.style.height = `${cssH}px`;
+    }
+    const ctx = this.ctx;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, this.width, cssH);
+    const buckets = PALETTE.map(() => []);
+    buckets.push([]); // OTHER
+    const test = this.search;
+    for (let i = 0; i < this.n; i++) {
+      const node = this.nodes[i];
+      const slot = test && node !== this.root && test(node.name) ? HIGHLIGHT : colourSlot(node);
+      buckets[slot].push(i);
+    }
+    const h = this.rowH - 1; // 1 px gap between rows
+    for (let s = 0; s < buckets.length; s++) {
+      const list = buckets[s];
+      if (!list.length) continue;
+      ctx.fillStyle = s === OTHER ? this.hatchPattern() : PALETTE[s];
+      for (const i of list) {
+        const w = this.ws[i];
+        ctx.fillRect(this.xs[i], this.rowY(this.depths[i]), w > 1.5 ? w - 0.5 : w, h);
+      }
+    }
+    if (this.n === 0) {
+      ctx.font = FONT;
+      ctx.fillStyle = "#666";
+      ctx.textBaseline = "middle";
+      ctx.fillText("no samples in this view yet", 6, this.rowH / 2);
+    }
+    this.drawLabels();
+  }
+
+  drawLabels() {
+    const ctx = this.ctx;
+    ctx.font = FONT;
+    if (!this.charW) this.charW = ctx.measureText("abcdefghijklmnopqrstuvwxyz").width / 26;
+    ctx.fillStyle = "#1d1d1d";
+    ctx.textBaseline = "middle";
+    const minW = this.charW * 3 + 6;
+    const yOff = (this.rowH - 1) / 2;
+    for (let i = 0; i < this.n; i++) {
+      const w = this.ws[i];
+      if (w < minW) continue;
+      const node = this.nodes[i];
+      const name = node === this.root ? `all (${node.total} samples)` : node.name;
+      const fit = Math.floor((w - 6) / this.charW);
+      const label = name.length <= fit ? name : `${name.slice(0, fit - 1)}…`;
+      ctx.fillText(label, this.xs[i] + 3, this.rowY(this.depths[i]) + yOff);
+    }
+  }
+
+  // Grey diagonal hatching marks folds so they never pass for a real function.
+  hatchPattern() {
+    if (!this.hatch) {
+      const c = document.createElement("canvas");
+      c.width = c.height = 8;
+      const g = c.getContext("2d");
+      g.fillStyle = "#c8c8c8";
+      g.fillRect(0, 0, 8, 8);
+      g.strokeStyle = "#8a8a8a";
+      g.lineWidth = 2;
+      g.beginPath();
+      g.moveTo(-2, 10);
+      g.lineTo(10, -2);
+      g.stroke();
+      this.hatch = this.ctx.createPattern(c, "repeat");
+    }
+    return this.hatch;
+  }
+
+  // Index of the laid-out frame under canvas CSS pixel (x, y), or -1.
+  indexAt(x, y) {
+    const row = Math.floor(y / this.rowH);
+    const depth = this.icicle ? row : this.rows - 1 - row;
+    for (let i = 0; i < this.n; i++) {
+      if (this.depths[i] === depth && x >= this.xs[i] && x < this.xs[i] + this.ws[i]) return i;
+    }
+    return -1;
+  }
+
+  frameAt(x, y) {
+    const i = this.indexAt(x, y);
+    return i < 0 ? null : this.describe(i);
+  }
+
+  // The widest laid-out frame called `name`: its box in canvas CSS pixels and
+  // its centre in viewport coordinates (what a test clicks).
+  frameRect(name) {
+    let best = -1;
+    for (let i = 0; i < this.n; i++) {
+      if (this.nodes[i].name === name && (best < 0 || this.ws[i] > this.ws[best])) best = i;
+    }
+    return best < 0 ? null : this.describe(best);
+  }
+
+  describe(i) {
+    const r = this.canvas.getBoundingClientRect();
+    const x = this.xs[i];
+    const y = this.rowY(this.depths[i]);
+    const w = this.ws[i];
+    const node = this.nodes[i];
+    return {
+      name: node.name, samples: node.total, self: node.self, depth: this.depths[i],
+      x, y, w, h: this.rowH, canvasWidth: this.width,
+      clientX: r.left + x + w / 2, clientY: r.top + y + this.rowH / 2,
+    };
+  }
+
+  // Keys from the root to laid-out frame i.  Layout is a pre-order walk, so
+  // the nearest earlier frame one level up is the parent.
+  keysOf(i) {
+    const keys = [];
+    let depth = this.depths[i];
+    for (let j = i; j >= 0 && depth > 0; j--) {
+      if (this.depths[j] !== depth) continue;
+      keys.push(this.nodes[j].key);
+      depth -= 1;
+    }
+    return keys.reverse();
+  }
+
+  onClick(e) {
+    const r = this.canvas.getBoundingClientRect();
+    const i = this.indexAt(e.clientX - r.left, e.clientY - r.top);
+    if (i < 0) return;
+    const depth = this.depths[i];
+    if (depth <= this.zoomKeys.length) this.zoomTo(this.zoomKeys.slice(0, depth));
+    else this.zoomTo(this.keysOf(i));
+  }
+
+  onMove(e) {
+    const r = this.canvas.getBoundingClientRect();
+    const i = this.indexAt(e.clientX - r.left, e.clientY - r.top);
+    if (i < 0) return this.hideTooltip();
+    const node = this.nodes[i];
+    const total = this.root.total || 1;
+    const zoom = this.zoomNode();
+    const pct = (v, of) => `${((100 * v) / (of || 1)).toFixed(2)}%`;
+    const lines = [
+      node === this.root ? "all" : node.name,
+      `${node.total} samples (self ${node.self})`,
+      `${pct(node.total, total)} of total, ${pct(node.total, zoom.total)} of zoomed frame`,
+    ];
+    if (node.key === OTHER_KEY) {
+      lines.push(`${node.folded} small frames folded to stay within the node budget`);
+    }
+    this.tooltip.textContent = lines.join("\n");
+    this.tooltip.hidden = false;
+    // Keep it on screen near the right and bottom edges.
+    const tw = this.tooltip.offsetWidth;
+    const th = this.tooltip.offsetHeight;
+    const left = e.clientX + 12 + tw > window.innerWidth ? e.clientX - tw - 12 : e.clientX + 12;
+    const top = e.clientY + 12 + th > window.innerHeight ? e.clientY - th - 12 : e.clientY + 12;
+    this.tooltip.style.left = `${Math.max(0, left)}px`;
+    this.tooltip.style.top = `${Math.max(0, top)}px`;
+  }
+
+  hideTooltip() {
+    this.tooltip.hidden = true;
+  }
+}
+
+// Children in name order (as flamegraph.pl does) so frames keep their place
+// from one interval to the next; folds go last.  Cached per node and reused
+// while the child set is unchanged in size and order is still valid.
+function sortedChildren(node) {
+  const kids = node.children;
+  if (node._sorted && node._sortedFor === kids && node._sorted.length === kids.size) {
+    let ok = true;
+    for (const c of node._sorted) if (kids.get(c.key) !== c) { ok = false; break; }
+    if (ok) return node._sorted;
+  }
+  const arr = Array.from(kids.values());
+  arr.sort((a, b) => (a.key === OTHER_KEY) - (b.key === OTHER_KEY) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  node._sorted = arr;
+  node._sortedFor = kids;
+  return arr;
+}
+
+window.FlameGraph = FlameGraph;

@@ -1,0 +1,391 @@
+// The live page: one websocket to the server, three views of the profile
+// built client-side from per-interval trees, and the controls around them.
+//
+// The server sends a snapshot once per subscribe (everything older as one
+// tree plus recent intervals) and then one tree per interval, so the views
+// are kept here: "last interval" is the newest tree, "last N seconds" adds the
+// newest and subtracts what falls out of a ring, "since start" adds everything.
+
+import {
+  cloneTree, decodeWire, emptyTree, findPath, functionStats, makeMatcher, matchedSamples, mergeInto,
+} from "./flametree.js";
+import { FlameGraph } from "./flamegraph.js";
+import { FunctionTable } from "./table.js";
+
+const RING_MAX = 60; // intervals kept: the longest window, 60 s at 1 s intervals
+const CHART_POINTS = 60;
+const BACKOFF_MIN_MS = 1000;
+const BACKOFF_MAX_MS = 10000;
+const CLOSE_NOT_LOGGED_IN = 4003;
+const HEALTH_LABELS = {
+  lost_user_stacks: "lost user stacks",
+  lost_kernel_stacks: "lost kernel stacks",
+  stack_map_full: "stack map full",
+  counts_map_full: "counts map full",
+  unknown_symbols: "unknown symbols",
+  folded_nodes: "frames folded by node budget",
+  bad_messages: "bad messages dropped",
+};
+
+const $ = (id) => document.getElementById(id);
+const fmtTime = (ms) => new Date(ms).toLocaleTimeString();
+
+class LiveView {
+  constructor(section) {
+    this.host = section.dataset.host;
+    this.wsPath = section.dataset.wsPath || "/ws/live/";
+    this.filter = { pid: null, comm: null };
+    this.mode = $("mode").value;
+    this.windowSec = Number($("window-sec").value);
+    this.paused = false;
+    this.intervalsReceived = 0;
+    this.lastDrawMs = 0;
+    this.draws = 0;
+    this.conn = "connecting";
+    this.backoffMs = BACKOFF_MIN_MS;
+    this.retryAt = 0;
+    this.search = { test: null, error: null };
+    this.resetState();
+    this.graph = new FlameGraph($("flamegraph"), { onZoom: (p) => this.renderBreadcrumb(p) });
+    this.table = new FunctionTable($("functions"), { onSelect: (n) => this.searchExact(n) });
+    this.bindControls();
+    this.renderBreadcrumb(this.graph.zoomPath());
+    this.connect();
+    setInterval(() => this.renderStatus(), 500); // countdowns and "ago" texts
+  }
+
+  resetState() {
+    this.ring = []; // [{seq, end_ms, samples, tree, folded}], oldest first
+    this.windowTree = emptyTree();
+    this.windowCount = 0; // newest ring entries summed into windowTree
+    this.sinceTree = emptyTree();
+    this.sinceFrom = null; // ms of a client-side reset, null: server start
+    this.meta = { interval_ms: 1000, frequency_hz: 0, started_ms: 0 };
+    this.health = {}; // counters summed since the last snapshot
+    this.lastHealth = {};
+    this.lastSeq = -1;
+    this.lastEnd = 0;
+  }
+
+  // ---- connection -------------------------------------------------------
+  connect() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${scheme}//${location.host}${this.wsPath}`);
+    this.ws = ws;
+    this.conn = "connecting";
+    ws.onopen = () => {
+      this.conn = "connected";
+      this.subscribe();
+    };
+    ws.onmessage = (ev) => this.onMessage(ev.data);
+    ws.onclose = (ev) => this.onClose(ev);
+    this.renderStatus();
+  }
+
+  subscribe() {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+    const msg = { v: 1, type: "live.subscribe", host: this.host, ...this.filter };
+    this.ws.send(JSON.stringify(msg));
+  }
+
+  onClose(ev) {
+    if (ev.target !== this.ws) return;
+    this.ws = null;
+    if (ev.code === CLOSE_NOT_LOGGED_IN) {
+      this.conn = "auth"; // retrying cannot help until the user logs in again
+    } else {
+      this.conn = "reconnecting";
+      this.retryAt = Date.now() + this.backoffMs;
+      setTimeout(() => this.connect(), this.backoffMs);
+      this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
+    }
+    this.renderStatus();
+  }
+
+  onMessage(data) {
+    let msg;
+    try {
+      msg = JSON.parse(data);
+      if (msg.type === "live.snapshot") this.onSnapshot(msg);
+      else if (msg.type === "live.interval") this.onInterval(msg);
+      else if (msg.type === "host.status") this.onHostStatus(msg);
+      else if (msg.type === "error") this.onError(msg);
+      else throw new Error(`unknown message type ${JSON.stringify(msg.type)}`);
+    } catch (e) {
+      // A bad message is counted and shown, never silently skipped.
+      this.health.bad_messages = (this.health.bad_messages || 0) + 1;
+      this.lastError = `bad message from server: ${e.message}`;
+      this.renderStatus();
+    }
+  }
+
+  onSnapshot(msg) {
+    this.resetState();
+    this.backoffMs = BACKOFF_MIN_MS;
+    this.meta = { interval_ms: msg.interval_ms, frequency_hz: msg.frequency_hz,
+      started_ms: msg.started_ms };
+    this.filter = { pid: msg.pid ?? null, comm: msg.comm ?? null };
+    this.sinceTree = decodeWire(msg.since_start);
+    for (const it of msg.recent) {
+      this.addInterval(it);
+      this.health.folded_nodes = (this.health.folded_nodes || 0) + it.folded_nodes;
+    }
+    this.lastHealth = { folded_nodes: msg.recent.length ? msg.recent.at(-1).folded_nodes : 0 };
+    this.redraw();
+  }
+
+  onInterval(msg) {
+    // The snapshot may already hold this interval if it raced the subscribe.
+    if (msg.seq <= this.lastSeq && msg.end_ms <= this.lastEnd) return;
+    const tree = decodeWire(msg.tree); // throws on a bad tree: counted, not drawn
+    this.intervalsReceived += 1;
+    this.lastHealth = { ...msg.health, folded_nodes: msg.folded_nodes };
+    for (const [k, v] of Object.entries(this.lastHealth)) this.health[k] = (this.health[k] || 0) + v;
+    this.addInterval(msg, tree);
+    if (!this.paused) this.redraw();
+    else this.renderStatus();
+  }
+
+  onHostStatus(msg) {
+    this.hostStatus = msg;
+    this.renderStatus();
+  }
+
+  onError(msg) {
+    this.lastError = `server: ${msg.message} (${msg.code}${msg.dropped ? `, ${msg.dropped} dropped` : ""})`;
+    this.renderStatus();
+  }
+
+  // ---- the three views ----------------------------------------------------
+  addInterval(it, tree = decodeWire(it.tree)) {
+    const entry = { seq: it.seq, end_ms: it.end_ms, samples: it.samples, tree,
+      folded: it.folded_nodes };
+    this.lastSeq = it.seq;
+    this.lastEnd = it.end_ms;
+    this.ring.push(entry);
+    mergeInto(this.sinceTree, entry.tree, 1);
+    mergeInto(this.windowTree, entry.tree, 1);
+    this.windowCount += 1;
+    this.trimWindow();
+    if (this.ring.length > RING_MAX) {
+      this.ring.shift();
+      this.windowCount = Math.min(this.windowCount, this.ring.length);
+    }
+  }
+
+  windowIntervals() {
+    return Math.max(1, Math.round((this.windowSec * 1000) / (this.meta.interval_ms || 1000)));
+  }
+
+  // Subtract the intervals that fell out of the window (merge with sign -1).
+  trimWindow() {
+    const want = Math.min(this.windowIntervals(), this.ring.length);
+    while (this.windowCount > want) {
+      mergeInto(this.windowTree, this.ring[this.ring.length - this.windowCount].tree, -1);
+      this.windowCount -= 1;
+    }
+  }
+
+  rebuildWindow() {
+    this.windowTree = emptyTree();
+    const k = Math.min(this.windowIntervals(), this.ring.length);
+    for (const e of this.ring.slice(this.ring.length - k)) mergeInto(this.windowTree, e.tree, 1);
+    this.windowCount = k;
+  }
+
+  tree() {
+    if (this.mode === "interval") {
+      return this.ring.length ? this.ring[this.ring.length - 1].tree : emptyTree();
+    }
+    return this.mode === "since" ? this.sinceTree : this.windowTree;
+  }
+
+  // ---- drawing --------------------------------------------------------------
+  redraw() {
+    const tree = this.tree();
+    this.graph.setTree(tree);
+    this.lastDrawMs = this.graph.lastRenderMs;
+    this.draws += 1;
+    this.table.update(functionStats(tree), tree.total);
+    this.renderSearch();
+    this.renderChart();
+    this.renderStatus();
+  }
+
+  renderBreadcrumb(path) {
+    const nav = $("breadcrumb");
+    nav.textContent = "";
+    path.forEach((step, i) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "crumb";
+      b.textContent = step.name;
+      b.title = step.name;
+      if (i === path.length - 1) b.setAttribute("aria-current", "true");
+      b.addEventListener("click", () => this.graph.zoomTo(path.slice(1, i + 1).map((s) => s.key)));
+      nav.appendChild(b);
+    });
+  }
+
+  renderSearch() {
+    const out = $("search-result");
+    const { test, error } = this.search;
+    if (error) out.textContent = error;
+    else if (!test) out.textContent = "";
+    else {
+      const tree = this.tree();
+      const pct = tree.total ? (100 * matchedSamples(tree, test)) / tree.total : 0;
+      out.textContent = `matched: ${pct.toFixed(2)}% of total`;
+    }
+  }
+
+  renderChart() {
+    const el = $("rate-chart");
+    if (!window.Plotly || !el) return;
+    const pts = this.ring.slice(-CHART_POINTS);
+    const perSec = 1000 / (this.meta.interval_ms || 1000);
+    const trace = { x: pts.map((p) => new Date(p.end_ms)), y: pts.map((p) => p.samples * perSec),
+      type: "scatter", mode: "lines", fill: "tozeroy", line: { color: "#d9622b" },
+      hovertemplate: "%{y:.0f} samples/s<extra></extra>" };
+    const layout = { height: 140, margin: { l: 50, r: 10, t: 24, b: 30 },
+      title: { text: "samples per second", font: { size: 12 } },
+      yaxis: { rangemode: "tozero" }, xaxis: { type: "date" } };
+    window.Plotly.react(el, [trace], layout, { displayModeBar: false, responsive: true });
+  }
+
+  renderStatus() {
+    const conn = $("conn-banner");
+    if (this.conn === "reconnecting") {
+      const s = Math.max(0, Math.ceil((this.retryAt - Date.now()) / 1000));
+      conn.textContent = `connection lost: reconnecting in ${s}s…`;
+    } else if (this.conn === "auth") {
+      conn.textContent = "not logged in — reload to log in";
+    }
+    conn.hidden = !(this.conn === "reconnecting" || this.conn === "auth");
+    const hb = $("host-banner");
+    const hs = this.hostStatus;
+    hb.hidden = !hs || hs.connected;
+    if (hs && !hs.connected) {
+      const ago = hs.last_seen_ms ? `${fmtTime(hs.last_seen_ms)} (${Math.round((Date.now() - hs.last_seen_ms) / 1000)} s ago)` : "never";
+      hb.textContent = `collector disconnected, last seen ${ago}`;
+    }
+    const tree = this.tree();
+    const f = this.filter;
+    const parts = [
+      this.conn,
+      `interval ${this.meta.interval_ms} ms`,
+      `${this.meta.frequency_hz} Hz`,
+      `${tree.total} samples in view`,
+      f.pid !== null ? `pid ${f.pid}` : f.comm ? `process ~ "${f.comm}"` : "all processes",
+    ];
+    if (this.mode === "since" && this.sinceFrom) parts.push(`since reset at ${fmtTime(this.sinceFrom)}`);
+    if (this.paused) parts.push("PAUSED");
+    if (this.lastError) parts.push(this.lastError);
+    $("status").textContent = parts.join(" · ");
+    $("status").classList.toggle("paused", this.paused);
+    this.renderHealth();
+  }
+
+  // Every non-zero drop counter is shown: total since subscribe (last interval).
+  renderHealth() {
+    const items = Object.entries(HEALTH_LABELS)
+      .filter(([k]) => this.health[k] > 0)
+      .map(([k, label]) => `${label}: ${this.health[k]} (last interval ${this.lastHealth[k] || 0})`);
+    $("health").hidden = items.length === 0;
+    $("health").textContent = items.join(" · ");
+  }
+
+  // ---- controls ---------------------------------------------------------------
+  bindControls() {
+    $("mode").addEventListener("change", (e) => this.setMode(e.target.value));
+    $("window-sec").addEventListener("change", (e) => {
+      this.windowSec = Number(e.target.value);
+      this.rebuildWindow();
+      this.redraw();
+    });
+    $("reset").addEventListener("click", () => {
+      this.sinceTree = emptyTree();
+      this.sinceFrom = Date.now();
+      if (this.mode === "since") this.redraw();
+    });
+    $("pause").addEventListener("click", () => this.setPaused(!this.paused));
+    $("icicle").addEventListener("change", (e) => this.graph.setIcicle(e.target.checked));
+    $("search").addEventListener("input", (e) => this.setSearch(e.target.value));
+    $("filter-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.applyFilter($("filter").value);
+    });
+    $("filter-clear").addEventListener("click", () => {
+      $("filter").value = "";
+      this.applyFilter("");
+    });
+    $("window-label").hidden = this.mode !== "window";
+  }
+
+  setMode(mode) {
+    this.mode = mode;
+    $("mode").value = mode;
+    $("window-label").hidden = mode !== "window";
+    this.redraw();
+  }
+
+  setPaused(paused) {
+    this.paused = paused;
+    $("pause").textContent = paused ? "resume" : "pause";
+    $("pause").setAttribute("aria-pressed", String(paused));
+    if (!paused) this.redraw();
+    else this.renderStatus();
+  }
+
+  setSearch(text) {
+    this.search = makeMatcher(text);
+    this.graph.setSearch(this.search.test);
+    this.table.select(null);
+    this.renderSearch();
+  }
+
+  // A table row selects exactly that function, hence an anchored regex.
+  searchExact(name) {
+    const text = `/^${name.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}$/`;
+    $("search").value = text;
+    this.setSearch(text);
+    this.table.select(name);
+  }
+
+  // Digits mean a pid, anything else a process-name substring; the server
+  // filters and answers with a fresh snapshot that replaces local state.
+  applyFilter(text) {
+    const t = text.trim();
+    const bad = (m) => { this.lastError = m; this.renderStatus(); };
+    if (/^\d+$/.test(t)) {
+      const pid = Number(t);
+      if (pid < 1 || pid >= 2 ** 22) return bad(`pid ${t} is out of range`);
+      this.filter = { pid, comm: null };
+    } else if (t.length > 64) {
+      return bad("process name filter is longer than 64 characters");
+    } else {
+      this.filter = { pid: null, comm: t || null };
+    }
+    this.lastError = null;
+    this.subscribe();
+    this.renderStatus();
+  }
+}
+
+const section = document.getElementById("live");
+if (section) {
+  const view = new LiveView(section);
+  // Read-only hook for browser tests and for poking at the page by hand.
+  window.webprofLive = {
+    view,
+    graph: view.graph,
+    tree: () => view.tree(),
+    get mode() { return view.mode; },
+    get lastDrawMs() { return view.lastDrawMs; },
+    get draws() { return view.draws; },
+    get intervalsReceived() { return view.intervalsReceived; },
+    get connection() { return view.conn; },
+    findPath,
+    cloneTree,
+  };
+}
