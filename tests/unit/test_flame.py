@@ -67,7 +67,10 @@ def test_truncation_folds_small_nodes_into_labelled_other():
     tiny = small.root.children["app"].children["main"].children.get("tiny")
     assert tiny is not None and tiny.total == 40
     (other,) = [n for n in tiny.children.values() if n.name.startswith(OTHER_PREFIX)]
-    assert other.total == 40 and other.name == "[other: 40 frames]"
+    real = [n for n in tiny.children.values() if n is not other]
+    assert other.name == f"[other: {40 - len(real)} frames]"
+    assert other.total + sum(n.total for n in real) == 40
+    assert small.node_count() == 12  # the budget is used, not wasted
     # the largest paths survive intact
     assert small.root.children["app"].children["main"].children["parse"].total == 60
 
