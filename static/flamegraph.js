@@ -72,6 +72,12 @@ export class FlameGraph {
     canvas.addEventListener("mouseleave", () => this.hideTooltip());
     canvas.addEventListener("click", (e) => this.onClick(e));
     const box = canvas.parentElement;
+    // Flame mode grows upwards from the root row: keep the scroll box pinned
+    // to the bottom (the root) unless the user scrolled away from it.
+    this.pinBottom = true;
+    box?.addEventListener("scroll", () => {
+      this.pinBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 4;
+    });
     if (window.ResizeObserver && box) {
       // Redraw on width changes only: our own height change must not loop.
       let lastW = box.clientWidth;
@@ -220,6 +226,8 @@ export class FlameGraph {
       this.canvas.height = ph;
       this.canvas.style.height = `${cssH}px`;
     }
+    const box = this.canvas.parentElement;
+    if (box && !this.icicle && this.pinBottom) box.scrollTop = box.scrollHeight;
     const ctx = this.ctx;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, this.width, cssH);
