@@ -25,6 +25,16 @@ EXAMPLES = [
     ),
     P.LiveInterval(host="web-1", seq=1, end_ms=2, samples=0,
                    tree={"names": [""], "nodes": [0, 0, 0]}, folded_nodes=0),
+    P.LatencyDelta(
+        host="web-1", kind="syscall", seq=1, start_ms=1, interval_ms=1000,
+        series={"read": [[0, 1, 3], [2048, 4096, 7]]}, health={"lost_events": 0},
+    ),
+    P.LatencySubscribe(host="web-1", kind="runqlat"),
+    P.LatencySnapshot(host="web-1", kind="biolat", unit="us", interval_ms=1000,
+                      intervals=[{"seq": 1, "end_ms": 2, "series": {}, "health": {}}]),
+    P.LatencyInterval(host="web-1", kind="biolat", unit="us", seq=1, end_ms=2,
+                      series={"vda:write": [[64, 128, 1]]}),
+    P.CollectorConfig(collectors=["cpu", "offcpu", "runqlat"], pid=7, min_block_us=10),
     P.HostStatus(host="web-1", connected=True, last_seen_ms=5),
     P.Error(code="bad_message", message="x", dropped=1),
 ]
@@ -85,3 +95,24 @@ def test_decode_rejects_non_objects(raw):
 def test_iter_stacks_resolves_strings():
     (entry,) = list(EXAMPLES[1].iter_stacks())
     assert entry == (42, "nginx", ["main", "read_[k]"], 7)
+
+
+@pytest.mark.parametrize(
+    "message,reason",
+    [
+        ({"type": "latency.delta", "host": "h", "kind": "gpu", "seq": 0, "start_ms": 0,
+          "interval_ms": 1, "series": {}, "health": {}}, "unknown kind"),
+        ({"type": "latency.delta", "host": "h", "kind": "syscall", "seq": 0, "start_ms": 0,
+          "interval_ms": 1, "series": {"read": [[4, 2, 1]]}, "health": {}}, "bad bucket"),
+        ({"type": "collector.config", "collectors": ["cpu", "rm -rf"]}, "unknown collectors"),
+        ({"type": "collector.config", "collectors": [], "frequency_hz": 100000}, "1..999"),
+        ({"type": "collector.config", "collectors": [], "comm": "x" * 16}, "1..15"),
+        ({"type": "collector.config", "collectors": [], "min_block_us": 10,
+          "max_block_us": 5}, "block time range"),
+        ({"type": "live.subscribe", "host": "h", "kind": "nope"}, "unknown kind"),
+    ],
+)
+def test_decode_rejects_bad_values(message, reason):
+    with pytest.raises(P.ProtocolError) as err:
+        P.decode({"v": P.PROTOCOL_VERSION, **message})
+    assert reason in str(err.value)

@@ -41,7 +41,18 @@ HEALTH_KEYS = (
     "stack_map_full",  # get_stackid failed with -EEXIST/-ENOMEM: stack map too small
     "counts_map_full",  # the counts map had no room for a new key
     "unknown_symbols",  # frames left as [unknown] after symbolization
+    "lost_events",  # events the kernel program could not record (perf buffer lost, ...)
+    "start_map_full",  # a start timestamp could not be stored (latency/off-CPU maps full)
+    "filtered",  # events dropped on purpose by the collector's filters
 )
+
+# Stack profile kinds and the unit of their weights.
+PROFILE_KINDS = {"cpu": "samples", "offcpu": "us", "offwake": "us"}
+# Latency histogram kinds; every bucket bound is in microseconds.
+LATENCY_KINDS = ("runqlat", "biolat", "syscall")
+# Frame separating the blocked stack (below) from the waker's stack (above)
+# in "offwake" stacks, as in Brendan Gregg's offwaketime folded output.
+WAKER_SEPARATOR = "--"
 
 
 class ProtocolError(ValueError):
@@ -80,7 +91,10 @@ class ProfileDelta(Message):
     ``strings`` is a table of frame and process names.  Each entry of
     ``stacks`` is ``[pid, comm_index, weight, frame_index...]`` with frames
     outermost first; kernel frames carry the suffix ``_[k]``.  ``weight`` is a
-    sample count for kind ``cpu``.
+    sample count for kind ``cpu`` and microseconds blocked for ``offcpu`` and
+    ``offwake`` (see PROFILE_KINDS).  An ``offwake`` stack is the blocked
+    stack, then WAKER_SEPARATOR, then the waker's stack innermost first, then
+    the waker's process name, so the waker sits above the blocked stack.
     """
 
     type: ClassVar[str] = "profile.delta"
@@ -95,7 +109,7 @@ class ProfileDelta(Message):
     health: dict[str, int]
 
     def validate(self) -> None:
-        if self.kind not in ("cpu",):
+        if self.kind not in PROFILE_KINDS:
             raise ProtocolError(f"profile.delta: unknown kind {self.kind!r}")
         _check_non_negative("profile.delta", seq=self.seq, interval_ms=self.interval_ms)
         n = len(self.strings)
@@ -125,8 +139,11 @@ class LiveSubscribe(Message):
     host: str
     pid: int | None = None
     comm: str | None = None
+    kind: str = "cpu"  # a PROFILE_KINDS key
 
     def validate(self) -> None:
+        if self.kind not in PROFILE_KINDS:
+            raise ProtocolError(f"live.subscribe: unknown kind {self.kind!r}")
         if self.pid is not None and not 0 < self.pid < 2**22:
             raise ProtocolError("live.subscribe: pid out of range")
         if self.comm is not None and len(self.comm) > 64:
@@ -162,6 +179,8 @@ class LiveSnapshot(Message):
     recent: list[dict[str, Any]]  # IntervalTree dicts, oldest first
     pid: int | None = None
     comm: str | None = None
+    kind: str = "cpu"
+    unit: str = "samples"  # of every weight in the trees
 
 
 @dataclass(frozen=True)
@@ -176,6 +195,115 @@ class LiveInterval(Message):
     tree: dict[str, list]
     folded_nodes: int
     health: dict[str, int] = field(default_factory=dict)
+    kind: str = "cpu"
+
+
+@dataclass(frozen=True)
+class LatencyDelta(Message):
+    """Collector -> server, once per interval and latency kind.
+
+    ``series`` maps a series name ("all", a syscall name, "sda:read",
+    "nginx:4242", ...) to log2 buckets ``[low_us, high_us, count]`` with
+    ``high_us = 2 * low_us`` (the first bucket is ``[0, 1, n]``); only
+    non-empty buckets are sent.
+    """
+
+    type: ClassVar[str] = "latency.delta"
+    host: str
+    kind: str
+    seq: int
+    start_ms: int
+    interval_ms: int
+    series: dict[str, list[list[int]]]
+    health: dict[str, int]
+    unit: str = "us"
+
+    def validate(self) -> None:
+        if self.kind not in LATENCY_KINDS:
+            raise ProtocolError(f"latency.delta: unknown kind {self.kind!r}")
+        if self.unit != "us":
+            raise ProtocolError("latency.delta: unit must be 'us'")
+        _check_non_negative("latency.delta", seq=self.seq, interval_ms=self.interval_ms)
+        for name, buckets in self.series.items():
+            for bucket in buckets:
+                if len(bucket) != 3 or not 0 <= bucket[0] < bucket[1] or bucket[2] < 0:
+                    raise ProtocolError(f"latency.delta: bad bucket {bucket!r} in {name!r}")
+        unknown = set(self.health) - set(HEALTH_KEYS)
+        if unknown:
+            raise ProtocolError(f"latency.delta: unknown health counters {sorted(unknown)}")
+
+
+@dataclass(frozen=True)
+class LatencySubscribe(Message):
+    """Browser -> server: watch one host's histograms of one latency kind."""
+
+    type: ClassVar[str] = "latency.subscribe"
+    host: str
+    kind: str
+
+    def validate(self) -> None:
+        if self.kind not in LATENCY_KINDS:
+            raise ProtocolError(f"latency.subscribe: unknown kind {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class LatencySnapshot(Message):
+    """Server -> browser after latency.subscribe: the recent intervals."""
+
+    type: ClassVar[str] = "latency.snapshot"
+    host: str
+    kind: str
+    unit: str
+    interval_ms: int
+    intervals: list[dict[str, Any]]  # {seq, end_ms, series, health}, oldest first
+
+
+@dataclass(frozen=True)
+class LatencyInterval(Message):
+    """Server -> browser, every interval: that interval's histograms."""
+
+    type: ClassVar[str] = "latency.interval"
+    host: str
+    kind: str
+    unit: str
+    seq: int
+    end_ms: int
+    series: dict[str, list[list[int]]]
+    health: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CollectorConfig(Message):
+    """Server -> collector: which collectors to run, with their options.
+
+    The collector validates it again (names, ranges) before acting on it and
+    answers with a new collector.hello listing what actually runs.
+    """
+
+    type: ClassVar[str] = "collector.config"
+    collectors: list[str]  # subset of PROFILE_KINDS and LATENCY_KINDS
+    frequency_hz: int = 49
+    pid: int | None = None  # offcpu/offwake/syscall filter
+    comm: str | None = None
+    min_block_us: int = 1
+    max_block_us: int | None = None
+    user_threads_only: bool = True
+
+    def validate(self) -> None:
+        known = set(PROFILE_KINDS) | set(LATENCY_KINDS)
+        bad = [c for c in self.collectors if c not in known]
+        if bad:
+            raise ProtocolError(f"collector.config: unknown collectors {bad}")
+        if not 1 <= self.frequency_hz <= 999:
+            raise ProtocolError("collector.config: frequency_hz must be 1..999")
+        if self.pid is not None and not 0 < self.pid < 2**22:
+            raise ProtocolError("collector.config: pid out of range")
+        if self.comm is not None and not 0 < len(self.comm) <= 15:
+            raise ProtocolError("collector.config: comm must be 1..15 characters")
+        if self.min_block_us < 0 or (
+            self.max_block_us is not None and self.max_block_us < self.min_block_us
+        ):
+            raise ProtocolError("collector.config: bad block time range")
 
 
 @dataclass(frozen=True)
@@ -206,6 +334,11 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         LiveSubscribe,
         LiveSnapshot,
         LiveInterval,
+        LatencyDelta,
+        LatencySubscribe,
+        LatencySnapshot,
+        LatencyInterval,
+        CollectorConfig,
         HostStatus,
         Error,
     )
