@@ -38,7 +38,7 @@ KERNEL_HEALTH = ("samples", "lost_user_stacks", "lost_kernel_stacks",
 # on other CPUs.  A perf-event program runs for microseconds, so 2 ms is a
 # generous grace period (the same idea as an RCU grace period).
 FLIP_GRACE_S = 0.002
-_USER_CACHE_MAX = 200_000
+_CACHE_MAX = 200_000  # whole stacks kept symbolized across intervals
 
 
 @dataclass
@@ -180,6 +180,10 @@ class CpuCollector:
 
     def build_delta(self, raw: RawInterval) -> ProfileDelta:
         """Read and free the interval's stacks, symbolize, merge, encode."""
+        return self.delta_from_stacks(raw, self.take_stacks(raw))
+
+    def take_stacks(self, raw: RawInterval) -> dict[int, tuple[int, ...]]:
+        """Stack id -> addresses (innermost first) of ``raw``'s set, freed in the kernel."""
         reader = StackReader(self._require()[f"stacks{raw.set_index}".encode()].map_fd)
         ids = {u for _, u, _, _, _ in raw.counts if u >= 0}
         ids.update(k for _, _, k, _, _ in raw.counts if k >= 0)
@@ -191,34 +195,47 @@ class CpuCollector:
             reader.delete_all()
         else:
             reader.delete(ids)
-        merged = self.merge(raw.counts, stacks)
-        delta = self.encode(raw, merged)
+        return stacks
+
+    def delta_from_stacks(self, raw: RawInterval,
+                          stacks: dict[int, tuple[int, ...]]) -> ProfileDelta:
+        """Symbolize, merge and encode one interval (no kernel access)."""
+        delta = self.encode(raw, self.merge(raw.counts, stacks))
         self.symbolizer.expire()
-        if len(self._user_cache) > _USER_CACHE_MAX:
+        if len(self._user_cache) > _CACHE_MAX:
             self._user_cache.clear()
+        if len(self._kernel_cache) > _CACHE_MAX:
+            self._kernel_cache.clear()
         return delta
 
     def merge(self, counts: list[tuple[int, int, int, bytes, int]],
               stacks: dict[int, tuple[int, ...]]) -> dict[tuple, int]:
         """(pid, comm, frames outermost first) -> samples; identical names merge."""
         merged: dict[tuple, int] = {}
+        get = merged.get
         comms: dict[bytes, str] = {}
         users: dict[tuple[int, int], tuple[str, ...]] = {}  # this interval's (pid, id)
+        kernels: dict[int, tuple[str, ...]] = {}  # this interval's kernel ids
         for tgid, uid, kid, comm_raw, n in counts:
             comm = comms.get(comm_raw)
             if comm is None:
                 comm = comms[comm_raw] = _comm(comm_raw)
-            user = users.get((tgid, uid))
-            if user is None:
-                user = users[tgid, uid] = self._user(tgid, stacks.get(uid, ()))
-            frames = user + self._kernel(stacks.get(kid, ())) if kid >= 0 else user
+            frames = users.get((tgid, uid))
+            if frames is None:
+                frames = users[tgid, uid] = self._user(tgid, stacks.get(uid, ()))
+            if kid >= 0:
+                kernel = kernels.get(kid)
+                if kernel is None:
+                    kernel = kernels[kid] = self._kernel(stacks.get(kid, ()))
+                frames += kernel
             key = (tgid, comm, frames)
-            merged[key] = merged.get(key, 0) + n
+            merged[key] = get(key, 0) + n
         return merged
 
     def _user(self, tgid: int, addrs: tuple[int, ...]) -> tuple[str, ...]:
         if not addrs:
             return ()
+        # Keyed by content, not stack id: ids are reused once a set is cleared.
         key = (tgid, self.symbolizer.generation(tgid), addrs)
         frames = self._user_cache.get(key)
         if frames is None:
@@ -236,16 +253,19 @@ class CpuCollector:
         return frames
 
     def encode(self, raw: RawInterval, merged: dict[tuple, int]) -> ProfileDelta:
-        index: dict[str, int] = {}  # insertion-ordered: becomes the strings table
-        intern = index.setdefault
+        index = _StringIndex()  # insertion-ordered: becomes the strings table
+        lookup = index.__getitem__
         rows: list[list[int]] = []
+        append = rows.append
         for (pid, comm, frames), n in merged.items():
-            row = [pid, intern(comm, len(index)), n]
-            row += [intern(name, len(index)) for name in frames]
-            rows.append(row)
+            row = [pid, index[comm], n]
+            row += map(lookup, frames)
+            append(row)
         strings = list(index)
-        unknown_ids = {i for i, name in enumerate(strings) if name.startswith(UNKNOWN)}
-        unknown = sum(1 for row in rows for i in row[3:] if i in unknown_ids) if unknown_ids else 0
+        unknown_names = [name for name in strings if name.startswith(UNKNOWN)]
+        unknown = 0
+        for name in unknown_names:  # tuple.count: a C loop per stack, not a Python one
+            unknown += sum(frames.count(name) for _, _, frames in merged)
         health = dict.fromkeys(HEALTH_KEYS, 0)
         health.update(raw.health)
         health["stacks"] = len(raw.counts)
@@ -260,6 +280,18 @@ class CpuCollector:
         if self._bpf is None:
             raise RuntimeError("CpuCollector is not running: use it as a context manager")
         return self._bpf
+
+
+class _StringIndex(dict):
+    """name -> index in the strings table; a missing name gets the next index.
+
+    Subscripting a dict subclass that only adds ``__missing__`` stays a C
+    call for names already present, which is nearly every frame.
+    """
+
+    def __missing__(self, name: str) -> int:
+        index = self[name] = len(self)
+        return index
 
 
 def _comm(raw: bytes) -> str:

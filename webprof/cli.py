@@ -47,6 +47,13 @@ def pid(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    value = _int(text, "value")
+    if not 0 <= value < 2**40:
+        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {value}")
+    return value
+
+
 def port(text: str) -> int:
     value = _int(text, "port")
     if not 0 < value < 65536:
@@ -145,6 +152,45 @@ def build_parser() -> argparse.ArgumentParser:
     cpu.add_argument("--pid", type=pid, help="only this process (all its threads)")
     cpu.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     cpu.set_defaults(handler="collectors.record:main")
+
+    for kind, what in (
+        ("offcpu", "time blocked off-CPU per stack"),
+        ("offwake", "time blocked per stack, joined to the waker's stack"),
+    ):
+        p = kinds.add_parser(
+            kind,
+            help=f"{what}; writes folded stacks in microseconds",
+            description=f"Record {what} from the sched tracepoints and write folded "
+            "stacks whose values are microseconds.",
+        )
+        p.add_argument("--duration", type=duration, required=True, metavar="S", help="seconds")
+        p.add_argument("--pid", type=pid, help="only this process (all its threads)")
+        p.add_argument("--min-block-us", type=_non_negative, default=1, metavar="US",
+                       help="ignore blocks shorter than this (default 1 us)")
+        p.add_argument("--max-block-us", type=_non_negative, metavar="US",
+                       help="ignore blocks longer than this")
+        p.add_argument("--all-threads", action="store_true",
+                       help="include kernel threads (default: user threads only)")
+        p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+        p.set_defaults(handler="collectors.offcpu:record_main")
+
+    for kind, what in (
+        ("runqlat", "run-queue latency (wakeup to running)"),
+        ("biolat", "block I/O latency (issue to completion), per device and direction"),
+        ("syscall", "system call latency, per system call"),
+    ):
+        p = kinds.add_parser(
+            kind,
+            help=f"{what} as log2 histograms",
+            description=f"Record {what} as log2 histograms in microseconds.",
+        )
+        p.add_argument("--duration", type=duration, required=True, metavar="S", help="seconds")
+        p.add_argument("--pid", type=pid, help="only this process (all its threads)")
+        p.add_argument("--format", choices=("json", "text"), default="text",
+                       help='text: log2 histograms; json: {"unit": "us", "series": '
+                       "{NAME: [[low, high, count], ...]}}")
+        p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+        p.set_defaults(handler="collectors.latency:record_main")
 
     doctor = sub.add_parser(
         "doctor",
