@@ -9,8 +9,9 @@ Usage::
 
 ``drain()`` is ``build_delta(read_interval())``: :meth:`read_interval`
 flips the kernel to the other map set and empties the old one's counts;
-:meth:`build_delta` reads and frees the stacks those counts refer to,
-symbolizes and merges them.  A benchmark can time the two halves apart.
+:meth:`build_delta` is :meth:`take_stacks` (read and free the stacks those
+counts refer to) then :meth:`delta_from_stacks` (symbolize, merge, encode).
+A benchmark can time the parts apart (bench/drain_bench.py).
 """
 
 from __future__ import annotations
@@ -24,8 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from collectors import bcc_env
-from collectors.maps import BatchUnsupported, StackReader, drain_hash_batch, drain_hash_slow
-from collectors.symbols import UNKNOWN, Symbolizer
+from collectors.maps import (
+    BatchUnsupported,
+    StackReader,
+    drain_hash_batch_raw,
+    drain_hash_slow,
+)
+from collectors.symbols import StackNames, Symbolizer
 from webprof.core.protocol import HEALTH_KEYS, ProfileDelta
 
 BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "cpu.bpf.c"
@@ -38,7 +44,8 @@ KERNEL_HEALTH = ("samples", "lost_user_stacks", "lost_kernel_stacks",
 # on other CPUs.  A perf-event program runs for microseconds, so 2 ms is a
 # generous grace period (the same idea as an RCU grace period).
 FLIP_GRACE_S = 0.002
-_CACHE_MAX = 200_000  # whole stacks kept symbolized across intervals
+EXPIRE_EVERY_S = 10.0  # symbol snapshots of exited processes are kept 60 s anyway
+_CACHE_MAX = 200_000  # stack names kept across intervals (callers + leaves)
 
 
 @dataclass
@@ -67,15 +74,15 @@ class CpuCollector:
         self.counts_size = counts_size
         self.stack_storage_size = stack_storage_size
         self.symbolizer = Symbolizer()
+        self.names = StackNames(self.symbolizer, max_entries=_CACHE_MAX)
         self.seq = 0
         self.lost_task_events = 0
         self._bpf = None
         self._set = 0
         self._health_totals = [dict.fromkeys(KERNEL_HEALTH, 0) for _ in range(2)]
         self._start_ms = 0
+        self._expired_at = 0.0
         self._batch_ok = True
-        self._user_cache: dict[tuple, tuple[str, ...]] = {}
-        self._kernel_cache: dict[tuple[int, ...], tuple[str, ...]] = {}
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -153,15 +160,16 @@ class CpuCollector:
         now = _now_ms()
         time.sleep(FLIP_GRACE_S)
         table = bpf[f"counts{old}".encode()]
-        entries = None
+        counts = None
         if self._batch_ok:
             try:
-                entries = drain_hash_batch(table.map_fd, self.counts_size, KEY.size)
+                keys, values = drain_hash_batch_raw(table.map_fd, self.counts_size, KEY.size)
+                rows = zip(KEY.iter_unpack(keys), values, strict=True)
+                counts = [(*k, n) for k, n in rows]
             except BatchUnsupported:
                 self._batch_ok = False
-        if entries is None:
-            entries = drain_hash_slow(table.map_fd, KEY.size)
-        counts = [(*KEY.unpack(k), n) for k, n in entries]
+        if counts is None:
+            counts = [(*KEY.unpack(k), n) for k, n in drain_hash_slow(table.map_fd, KEY.size)]
         raw = RawInterval(old, self._start_ms, max(now - self._start_ms, 0), counts,
                           self._health_delta(old))
         self._start_ms = now
@@ -182,77 +190,70 @@ class CpuCollector:
         """Read and free the interval's stacks, symbolize, merge, encode."""
         return self.delta_from_stacks(raw, self.take_stacks(raw))
 
-    def take_stacks(self, raw: RawInterval) -> dict[int, tuple[int, ...]]:
-        """Stack id -> addresses (innermost first) of ``raw``'s set, freed in the kernel."""
+    def take_stacks(self, raw: RawInterval) -> dict[int, bytes]:
+        """Stack id -> raw trace (``StackReader.read_raw``) of ``raw``'s set, then
+        free them in the kernel."""
         reader = StackReader(self._require()[f"stacks{raw.set_index}".encode()].map_fd)
         ids = {u for _, u, _, _, _ in raw.counts if u >= 0}
         ids.update(k for _, _, k, _, _ in raw.counts if k >= 0)
-        stacks = reader.read(ids)
-        # The set is no longer written, so freeing its ids cannot race.  Ids
-        # allocated for samples whose count was dropped have no counts key:
-        # sweep the whole map when the kernel reported drops.
+        stacks = reader.read_raw(ids)
+        # The set is no longer written, so freeing its ids cannot race.
+        reader.delete(ids)
+        # Ids allocated for samples whose count was dropped have no counts
+        # key: when the kernel reported drops, sweep what is left.
         if raw.health.get("counts_map_full") or raw.health.get("stack_map_full"):
             reader.delete_all()
-        else:
-            reader.delete(ids)
         return stacks
 
-    def delta_from_stacks(self, raw: RawInterval,
-                          stacks: dict[int, tuple[int, ...]]) -> ProfileDelta:
+    def delta_from_stacks(self, raw: RawInterval, stacks: dict[int, bytes]) -> ProfileDelta:
         """Symbolize, merge and encode one interval (no kernel access)."""
-        delta = self.encode(raw, self.merge(raw.counts, stacks))
-        self.symbolizer.expire()
-        if len(self._user_cache) > _CACHE_MAX:
-            self._user_cache.clear()
-        if len(self._kernel_cache) > _CACHE_MAX:
-            self._kernel_cache.clear()
+        merged, unknown = self.merge(raw.counts, stacks)
+        delta = self.encode(raw, merged, unknown)
+        now = time.monotonic()
+        if now - self._expired_at >= EXPIRE_EVERY_S:  # stats /proc per stale pid
+            self._expired_at = now
+            self.symbolizer.expire()
+        self.names.trim()
         return delta
 
     def merge(self, counts: list[tuple[int, int, int, bytes, int]],
-              stacks: dict[int, tuple[int, ...]]) -> dict[tuple, int]:
-        """(pid, comm, frames outermost first) -> samples; identical names merge."""
+              stacks: dict[int, bytes]) -> tuple[dict[tuple, int], int]:
+        """(pid, comm, frames outermost first) -> samples, identical names merged;
+        and how many unknown frames the merged stacks hold."""
         merged: dict[tuple, int] = {}
         get = merged.get
+        unknown = 0
         comms: dict[bytes, str] = {}
-        users: dict[tuple[int, int], tuple[str, ...]] = {}  # this interval's (pid, id)
-        kernels: dict[int, tuple[str, ...]] = {}  # this interval's kernel ids
+        # pid -> (lookup of whole stacks already named, namer): the hot path
+        # below is then a few dict lookups per counts entry.
+        procs: dict[int, tuple] = {}
+        kernels: dict[int, tuple[tuple[str, ...], int]] = {}
         for tgid, uid, kid, comm_raw, n in counts:
             comm = comms.get(comm_raw)
             if comm is None:
                 comm = comms[comm_raw] = _comm(comm_raw)
-            frames = users.get((tgid, uid))
-            if frames is None:
-                frames = users[tgid, uid] = self._user(tgid, stacks.get(uid, ()))
+            proc = procs.get(tgid)
+            if proc is None:
+                names = self.names.process(tgid)
+                proc = procs[tgid] = (names.seen.get, names.frames)
+            stack = stacks.get(uid, b"")
+            frames, unknown_here = proc[0](stack) or proc[1](stack)
             if kid >= 0:
                 kernel = kernels.get(kid)
                 if kernel is None:
-                    kernel = kernels[kid] = self._kernel(stacks.get(kid, ()))
-                frames += kernel
+                    kernel = kernels[kid] = self.names.kernel(stacks.get(kid, b""))
+                frames += kernel[0]
+                unknown_here += kernel[1]
             key = (tgid, comm, frames)
-            merged[key] = get(key, 0) + n
-        return merged
+            old = get(key)
+            if old is None:
+                merged[key] = n
+                unknown += unknown_here
+            else:
+                merged[key] = old + n
+        return merged, unknown
 
-    def _user(self, tgid: int, addrs: tuple[int, ...]) -> tuple[str, ...]:
-        if not addrs:
-            return ()
-        # Keyed by content, not stack id: ids are reused once a set is cleared.
-        key = (tgid, self.symbolizer.generation(tgid), addrs)
-        frames = self._user_cache.get(key)
-        if frames is None:
-            names = self.symbolizer.user_frames(tgid, addrs)
-            frames = self._user_cache[key] = tuple(reversed(names))
-        return frames
-
-    def _kernel(self, addrs: tuple[int, ...]) -> tuple[str, ...]:
-        if not addrs:
-            return ()
-        frames = self._kernel_cache.get(addrs)
-        if frames is None:
-            names = self.symbolizer.kernel_frames(addrs)
-            frames = self._kernel_cache[addrs] = tuple(reversed(names))
-        return frames
-
-    def encode(self, raw: RawInterval, merged: dict[tuple, int]) -> ProfileDelta:
+    def encode(self, raw: RawInterval, merged: dict[tuple, int], unknown: int) -> ProfileDelta:
         index = _StringIndex()  # insertion-ordered: becomes the strings table
         lookup = index.__getitem__
         rows: list[list[int]] = []
@@ -261,11 +262,6 @@ class CpuCollector:
             row = [pid, index[comm], n]
             row += map(lookup, frames)
             append(row)
-        strings = list(index)
-        unknown_names = [name for name in strings if name.startswith(UNKNOWN)]
-        unknown = 0
-        for name in unknown_names:  # tuple.count: a C loop per stack, not a Python one
-            unknown += sum(frames.count(name) for _, _, frames in merged)
         health = dict.fromkeys(HEALTH_KEYS, 0)
         health.update(raw.health)
         health["stacks"] = len(raw.counts)
@@ -273,7 +269,7 @@ class CpuCollector:
         self.seq += 1
         return ProfileDelta(host=self.host, kind=self.kind, seq=self.seq,
                             start_ms=raw.start_ms, interval_ms=raw.interval_ms,
-                            frequency_hz=self.frequency_hz, strings=strings,
+                            frequency_hz=self.frequency_hz, strings=list(index),
                             stacks=rows, health=health)
 
     def _require(self):  # -> bcc.BPF

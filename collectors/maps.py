@@ -29,6 +29,14 @@ def drain_hash_batch(fd: int, max_entries: int, key_size: int) -> list[tuple[byt
     Returns ``[(key bytes, value)]``.  Raises :class:`BatchUnsupported` when
     the kernel lacks batch operations before anything was deleted.
     """
+    keys, values = drain_hash_batch_raw(fd, max_entries, key_size)
+    return [(keys[i * key_size:(i + 1) * key_size], v) for i, v in enumerate(values)]
+
+
+def drain_hash_batch_raw(fd: int, max_entries: int,
+                         key_size: int) -> tuple[bytes, list[int]]:
+    """:func:`drain_hash_batch` as (all keys back to back, values): callers that
+    decode keys with ``Struct.iter_unpack`` skip one slice per entry."""
     keys = ct.create_string_buffer(key_size * max_entries)
     values = (ct.c_uint64 * max_entries)()
     count = ct.c_uint32(0)
@@ -56,8 +64,7 @@ def drain_hash_batch(fd: int, max_entries: int, key_size: int) -> list[tuple[byt
         if count.value == 0:
             break
         in_batch.value = out_batch.value
-    raw = keys.raw
-    return [(raw[i * key_size:(i + 1) * key_size], values[i]) for i in range(total)]
+    return ct.string_at(keys, key_size * total), values[:total]
 
 
 def drain_hash_slow(fd: int, key_size: int) -> list[tuple[bytes, int]]:
@@ -94,22 +101,27 @@ class StackReader:
     """Reads and deletes entries of one BPF_STACK_TRACE map.
 
     Stack maps have no batch operations, so this is one syscall per id; the
-    loop keeps Python work per id to a few C calls (10,000+ ids per drain).
+    loops keep the Python work per id to a few C calls (10,000+ ids per drain).
     """
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._key = ct.c_uint32()
-        # The kernel writes straight into a bytearray, which find() and
-        # unpack_from() read in place: no copy of the 1 KiB trace.
+        # The kernel writes straight into a bytearray that find() and slicing
+        # read in place (it zero-fills past the trace's end on every lookup).
         self._raw = bytearray(8 * STACK_DEPTH)
         self._buf = (ct.c_char * len(self._raw)).from_buffer(self._raw)
 
-    def read(self, stack_ids: Iterable[int]) -> dict[int, tuple[int, ...]]:
-        """stack id -> addresses, innermost first; missing ids are left out."""
+    def read_raw(self, stack_ids: Iterable[int]) -> dict[int, bytes]:
+        """stack id -> the trace as bytes: little-endian u64 addresses, innermost first.
+
+        Bytes rather than integers: hashing them is what callers caching
+        names by stack content need, and most stacks never need unpacking.
+        Missing ids are left out.
+        """
         result = {}
-        key, raw, fd, ips = self._key, self._raw, self.fd, _IPS
-        lookup, find = lib.bpf_lookup_elem, raw.find
+        key, raw, fd = self._key, self._raw, self.fd
+        lookup, find, view = lib.bpf_lookup_elem, raw.find, memoryview(raw)
         key_ref, buf_ref = ct.byref(key), ct.byref(self._buf)
         for sid in stack_ids:
             key.value = sid
@@ -119,8 +131,12 @@ class StackReader:
             end = find(_ZERO_IP)
             while end % 8 and end != -1:
                 end = find(_ZERO_IP, end + 1)
-            result[sid] = ips[STACK_DEPTH if end == -1 else end // 8].unpack_from(raw)
+            result[sid] = view[:end].tobytes() if end != -1 else bytes(raw)
         return result
+
+    def read(self, stack_ids: Iterable[int]) -> dict[int, tuple[int, ...]]:
+        """stack id -> addresses, innermost first; missing ids are left out."""
+        return {sid: unpack_stack(raw) for sid, raw in self.read_raw(stack_ids).items()}
 
     def delete(self, stack_ids: Iterable[int]) -> None:
         key, fd, delete = self._key, self.fd, lib.bpf_delete_elem
@@ -130,7 +146,22 @@ class StackReader:
             delete(fd, key_ref)
 
     def delete_all(self) -> int:
-        """Delete every entry, including ids no counts key refers to."""
-        ids = [struct.unpack("<I", k)[0] for k in all_keys(self.fd, 4)]
+        """Delete every entry, including ids no counts key refers to.
+
+        Cheap after :meth:`delete` of the known ids: the walk then only meets
+        the leftovers.  Keys are collected first because a stack map restarts
+        its walk from id 0 when the previous key was deleted.
+        """
+        key, ids = self._key, []
+        key_ref = ct.byref(key)
+        prev = None
+        while lib.bpf_get_next_key(self.fd, prev, key_ref) == 0:
+            ids.append(key.value)
+            prev = key_ref  # the kernel copies the key in before writing the next
         self.delete(ids)
         return len(ids)
+
+
+def unpack_stack(raw: bytes) -> tuple[int, ...]:
+    """Addresses of a trace from :meth:`StackReader.read_raw`."""
+    return _IPS[len(raw) // 8].unpack(raw)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import functools
 import os
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -225,3 +226,92 @@ class Symbolizer:
                     self._elf_cache[key] = None
             return self._elf_cache[key]
         return None
+
+
+class ProcessStacks:
+    """Names of one process snapshot's raw user stacks, cached across intervals.
+
+    A sampled stack is the interrupted instruction, which varies from sample
+    to sample inside a hot loop, followed by return addresses, which repeat
+    as long as the call path does.  So besides whole stacks seen before
+    (``seen``: one dict lookup), the callers are cached as one entry keyed by
+    their raw bytes and the leaf per address: a known path reached at a new
+    instruction costs two lookups instead of one symbolization per frame.
+    """
+
+    def __init__(self, symbolizer: Symbolizer, pid: int, generation: int) -> None:
+        self.symbolizer = symbolizer
+        self.pid = pid
+        self.generation = generation
+        self.seen: dict[bytes, tuple[tuple[str, ...], int]] = {}
+        self.callers: dict[bytes, tuple[tuple[str, ...], int]] = {}
+        self.leaves: dict[bytes, str] = {}
+
+    def frames(self, stack: bytes) -> tuple[tuple[str, ...], int]:
+        """(names outermost first, how many are unknown) for a trace from
+        ``StackReader.read_raw`` (innermost first)."""
+        entry = self.seen.get(stack)
+        if entry is not None:
+            return entry
+        if not stack:
+            return (), 0
+        tail = stack[8:]
+        callers = self.callers.get(tail)
+        if callers is None:
+            names = self.symbolizer.user_frames(self.pid, _unpack(tail))
+            names.reverse()
+            callers = self.callers[tail] = (tuple(names), _count_unknown(names))
+        head = stack[:8]
+        leaf = self.leaves.get(head)
+        if leaf is None:
+            leaf = self.leaves[head] = self.symbolizer.user_frames(
+                self.pid, _unpack(head))[0]
+        unknown = callers[1] + 1 if leaf.startswith(UNKNOWN) else callers[1]
+        entry = self.seen[stack] = (callers[0] + (leaf,), unknown)
+        return entry
+
+    def __len__(self) -> int:
+        return len(self.seen) + len(self.callers) + len(self.leaves)
+
+
+class StackNames:
+    """Whole-stack name caches over a :class:`Symbolizer`, bounded in entries."""
+
+    def __init__(self, symbolizer: Symbolizer, max_entries: int = 200_000) -> None:
+        self.symbolizer = symbolizer
+        self.max_entries = max_entries
+        self._processes: dict[int, ProcessStacks] = {}
+        self._kernel: dict[bytes, tuple[tuple[str, ...], int]] = {}
+
+    def process(self, pid: int) -> ProcessStacks:
+        """The cache for ``pid``'s current snapshot (a new one after exec or dlopen)."""
+        generation = self.symbolizer.generation(pid)
+        cache = self._processes.get(pid)
+        if cache is None or cache.generation != generation:
+            cache = self._processes[pid] = ProcessStacks(self.symbolizer, pid, generation)
+        return cache
+
+    def kernel(self, stack: bytes) -> tuple[tuple[str, ...], int]:
+        """(names outermost first, how many are unknown) for a raw kernel trace."""
+        entry = self._kernel.get(stack)
+        if entry is None:
+            names = self.symbolizer.kernel_frames(_unpack(stack))
+            names.reverse()
+            entry = self._kernel[stack] = (tuple(names), _count_unknown(names))
+        return entry
+
+    def trim(self) -> None:
+        """Forget everything once the caches outgrow ``max_entries`` (churning pids)."""
+        size = len(self._kernel) + sum(len(p) for p in self._processes.values())
+        if size > self.max_entries:
+            self._processes.clear()
+            self._kernel.clear()
+
+
+def _count_unknown(names: list[str]) -> int:
+    return sum(1 for name in names if name.startswith(UNKNOWN))
+
+
+def _unpack(raw: bytes) -> tuple[int, ...]:
+    """Little-endian u64 addresses, as in a raw BPF stack trace."""
+    return struct.unpack(f"<{len(raw) // 8}Q", raw)
