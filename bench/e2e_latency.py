@@ -229,7 +229,7 @@ def log_in(page: Page, server: Server) -> None:
 
 def open_live(page: Page, server: Server, host: str) -> None:
     """The host's live page in "last interval" mode, past its first intervals, hooked."""
-    page.goto(f"{server.url}/hosts/{host}/")
+    page.goto(f"{server.url}/hosts/{host}/cpu/")
     page.wait_for_function("window.webprofLive !== undefined")
     page.select_option("#mode", "interval")
     page.wait_for_function("window.webprofLive.mode === 'interval'"

@@ -6,6 +6,11 @@ are kept (oldest dropped first, and counted) and sent after reconnecting.
 Reconnects back off exponentially (0.5 s doubling to 10 s).  A close with
 code 4001 means the token is wrong: retrying cannot help, so it stops with
 :class:`BadToken`.
+
+The server may send ``collector.config``; the uplink decodes (and so
+validates) it and hands it to ``on_config``.  After the runner applied it,
+:meth:`Uplink.set_hello` queues the new ``collector.hello``, which is also
+what a reconnect says first.
 """
 
 from __future__ import annotations
@@ -14,11 +19,21 @@ import asyncio
 import collections
 import sys
 import time
+from collections.abc import Callable
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
-from webprof.core.protocol import CLOSE_BAD_TOKEN, MAX_MESSAGE_BYTES, CollectorHello, encode
+from webprof.core.protocol import (
+    CLOSE_BAD_TOKEN,
+    MAX_MESSAGE_BYTES,
+    CollectorConfig,
+    CollectorHello,
+    Error,
+    ProtocolError,
+    decode,
+    encode,
+)
 
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
@@ -46,8 +61,10 @@ def collector_url(server: str) -> str:
 
 class Uplink:
     def __init__(self, url: str, token: str, hello: CollectorHello,
-                 buffer_intervals: int = 60) -> None:
+                 buffer_intervals: int = 60,
+                 on_config: Callable[[CollectorConfig], None] | None = None) -> None:
         self.url = url
+        self.on_config = on_config
         self.token = token
         self.hello = hello
         self.buffer: collections.deque[str] = collections.deque()
@@ -65,6 +82,11 @@ class Uplink:
                 f"dropped {self.dropped} interval(s) so far")
         self.buffer.append(text)
         self._ready.set()
+
+    def set_hello(self, hello: CollectorHello) -> None:
+        """What runs changed: tell the server now, and say so first on reconnect."""
+        self.hello = hello
+        self.push(encode(hello))
 
     async def run(self, finished: asyncio.Event) -> None:
         """Connect and send until ``finished`` is set and the buffer is flushed.
@@ -135,7 +157,22 @@ class Uplink:
         """Read (and log) server messages so a close frame is seen at once."""
         async for message in ws:
             text = message if isinstance(message, str) else message.decode("utf-8", "replace")
-            if '"type":"error"' in text.replace(" ", ""):
-                log(f"server reported: {text[:300]}")
+            self._handle(text)
         await ws.wait_closed()
         raise ConnectionClosed(ws.protocol.close_rcvd, ws.protocol.close_sent)
+
+    def _handle(self, text: str) -> None:
+        """One message from the server: a config to apply or an error to log."""
+        try:
+            message = decode(text)
+        except ProtocolError as exc:
+            log(f"server sent a message that was refused: {exc}")
+            self.push(encode(Error(code="bad_message", message=str(exc)[:500])))
+            return
+        if isinstance(message, CollectorConfig) and self.on_config is not None:
+            log(f"server asks to run: {', '.join(message.collectors) or 'nothing'}")
+            self.on_config(message)
+        elif isinstance(message, Error):
+            log(f"server reported {message.code}: {message.message[:300]}")
+        else:
+            log(f"ignored unexpected {message.type} from the server")

@@ -1,10 +1,18 @@
 """``webprof collect``: profile this machine and stream to a webprof server.
 
-The runner owns the loop: every interval it drains the CPU collector (in a
-worker thread, so the websocket keeps being served) and hands the encoded
-delta to :class:`collectors.client.Uplink`, which sends it or buffers it
-while the server is away.  SIGTERM or SIGINT finishes the current drain,
-sends it, and exits 0.  A refused token exits 3 without retrying.
+The runner owns the loop: every interval it drains each running collector
+(cpu, offcpu, offwake, runqlat, biolat, syscall; in a worker thread, so the
+websocket keeps being served) and hands each encoded delta to
+:class:`collectors.client.Uplink`, which sends it or buffers it while the
+server is away.  SIGTERM or SIGINT finishes the current drain, sends it, and
+exits 0.  A refused token exits 3 without retrying.
+
+The server may send ``collector.config`` (a user chose other collectors on
+the host page).  The runner validates it again, stops the collectors no
+longer wanted (always detaching their programs), starts the new ones (a
+compile failure is logged and reported to the server as an ``error``; the
+others keep running) and answers with a new ``collector.hello`` listing
+what runs.
 """
 
 from __future__ import annotations
@@ -16,13 +24,24 @@ import platform
 import signal
 import socket
 import sys
+from dataclasses import dataclass, field
+from typing import Any
 
 from collectors import bcc_env
-from webprof.core.protocol import CollectorHello, encode
+from webprof.core.protocol import (
+    LATENCY_KINDS,
+    PROFILE_KINDS,
+    CollectorConfig,
+    CollectorHello,
+    Error,
+    Message,
+    encode,
+)
 
 EXIT_NO_BPF = 2
 EXIT_BAD_TOKEN = 3
 AGENT_VERSION = "0.1.0"
+KNOWN_COLLECTORS = (*PROFILE_KINDS, *LATENCY_KINDS)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -36,8 +55,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"webprof collect: cannot load eBPF programs: {problem}", file=sys.stderr)
         return EXIT_NO_BPF
     host = args.name or socket.gethostname()
+    wanted = list(getattr(args, "collectors", None) or ["cpu"])
+    config = CollectorConfig(collectors=wanted, frequency_hz=args.frequency)
     try:
-        return asyncio.run(run(args.server, token, host, args.frequency, args.interval))
+        return asyncio.run(run(args.server, token, host, config, args.interval))
     except bcc_env.BpfUnavailable as exc:
         print(f"webprof collect: {exc}", file=sys.stderr)
         return EXIT_NO_BPF
@@ -46,43 +67,179 @@ def main(args: argparse.Namespace) -> int:
         return 1
 
 
-async def run(server: str, token: str, host: str, frequency_hz: int,
+def check_config(config: CollectorConfig) -> str | None:
+    """Validate a config again on this side (the server is trusted, not blindly)."""
+    try:
+        config.validate()
+    except ValueError as exc:
+        return str(exc)
+    if len(set(config.collectors)) != len(config.collectors):
+        return "collector.config: a collector is named twice"
+    unknown = [c for c in config.collectors if c not in KNOWN_COLLECTORS]
+    if unknown:
+        return f"collector.config: unknown collectors {unknown}"
+    if config.max_block_us is not None and config.max_block_us > 10**12:
+        return "collector.config: max_block_us is over 10^12"
+    return None
+
+
+def options_of(kind: str, config: CollectorConfig) -> tuple:
+    """The options a collector of ``kind`` is built with: a change restarts it."""
+    if kind == "cpu":
+        return (config.frequency_hz,)
+    if kind in PROFILE_KINDS:
+        return (config.pid, config.comm, config.min_block_us, config.max_block_us,
+                config.user_threads_only)
+    return (config.pid,)
+
+
+def make_collector(kind: str, config: CollectorConfig, interval_ms: int, host: str) -> Any:
+    """A collector object, not yet entered (entering compiles and attaches)."""
+    if kind == "cpu":
+        from collectors.cpu import CpuCollector
+
+        return CpuCollector(frequency_hz=config.frequency_hz, interval_ms=interval_ms, host=host)
+    if kind in PROFILE_KINDS:
+        from collectors.offcpu import OffCpuCollector
+
+        return OffCpuCollector(
+            kind=kind, pid=config.pid, comm=config.comm, min_block_us=config.min_block_us,
+            max_block_us=config.max_block_us, user_threads_only=config.user_threads_only,
+            interval_ms=interval_ms, host=host)
+    from collectors import latency
+
+    factory = getattr(latency, "make_collector", None)
+    if factory is not None:
+        return factory(kind, pid=config.pid, interval_ms=interval_ms, host=host)
+    return latency.COLLECTORS[kind](pid=config.pid, interval_ms=interval_ms, host=host)
+
+
+@dataclass
+class Fleet:
+    """The collectors running in this process, by kind, with their options."""
+
+    host: str
+    interval_ms: int
+    running: dict[str, tuple[tuple, Any]] = field(default_factory=dict)
+    config: CollectorConfig | None = None
+
+    def names(self) -> list[str]:
+        return [k for k in KNOWN_COLLECTORS if k in self.running]
+
+    def apply(self, config: CollectorConfig) -> list[tuple[str, Exception]]:
+        """Stop what is no longer wanted, start what is new; return start failures.
+
+        Blocking (compiles take seconds): call it in a worker thread.
+        """
+        self.config = config
+        for kind in list(self.running):
+            options, collector = self.running[kind]
+            if kind not in config.collectors or options != options_of(kind, config):
+                del self.running[kind]
+                stop_collector(kind, collector)
+        failures = []
+        for kind in config.collectors:
+            if kind in self.running:
+                continue
+            collector = make_collector(kind, config, self.interval_ms, self.host)
+            try:
+                collector.__enter__()
+            except Exception as exc:  # any failure is reported, others run on
+                stop_collector(kind, collector)
+                failures.append((kind, exc))
+                continue
+            self.running[kind] = (options_of(kind, config), collector)
+        return failures
+
+    def drain(self) -> tuple[list[Message], list[str]]:
+        """One interval of every collector, and the drains that failed."""
+        out, errors = [], []
+        for kind, (_options, collector) in self.running.items():
+            try:
+                out.append(collector.drain())
+            except Exception as exc:  # one broken drain must not stop the rest
+                errors.append(f"{kind}: drain failed: {exc}")
+        return out, errors
+
+    def close(self) -> None:
+        for kind in list(self.running):
+            stop_collector(kind, self.running.pop(kind)[1])
+
+    def hello(self, frequency_hz: int) -> CollectorHello:
+        return CollectorHello(host=self.host, kernel=platform.release(), collectors=self.names(),
+                              frequency_hz=frequency_hz, interval_ms=self.interval_ms,
+                              agent_version=AGENT_VERSION)
+
+
+def stop_collector(kind: str, collector: Any) -> None:
+    """Detach a collector's programs; a failure here is logged, never raised."""
+    from collectors.client import log
+
+    try:
+        collector.__exit__(None, None, None)
+    except Exception as exc:  # keep stopping the others
+        log(f"{kind}: error while detaching: {exc}")
+
+
+def failure_message(kind: str, exc: Exception) -> str:
+    text = " ".join(str(exc).split())[:500] or type(exc).__name__
+    return f"{kind} collector could not start: {text}"
+
+
+async def run(server: str, token: str, host: str, config: CollectorConfig,
               interval_s: float) -> int:
     from collectors.client import BadToken, Uplink, collector_url, log
-    from collectors.cpu import CpuCollector
 
-    interval_ms = int(interval_s * 1000)
-    hello = CollectorHello(host=host, kernel=platform.release(), collectors=["cpu"],
-                           frequency_hz=frequency_hz, interval_ms=interval_ms,
-                           agent_version=AGENT_VERSION)
-    uplink = Uplink(collector_url(server), token, hello)
+    problem = check_config(config)
+    if problem:
+        raise ValueError(problem.replace("collector.config: ", "--collectors: "))
+    fleet = Fleet(host=host, interval_ms=int(interval_s * 1000))
+    try:
+        failures = await asyncio.to_thread(fleet.apply, config)
+        for kind, exc in failures:
+            log(failure_message(kind, exc))
+        if not fleet.running:
+            first = failures[0][1] if failures else None
+            if isinstance(first, (bcc_env.BpfUnavailable, ValueError)):
+                raise first
+            raise bcc_env.BpfUnavailable("; ".join(failure_message(k, e) for k, e in failures))
+        configs: asyncio.Queue[CollectorConfig] = asyncio.Queue()
+        uplink = Uplink(collector_url(server), token, fleet.hello(config.frequency_hz),
+                        on_config=configs.put_nowait)
+        for kind, exc in failures:
+            uplink.push(encode(Error(code="collector_failed", message=failure_message(kind, exc))))
+        return await _serve(fleet, uplink, configs, interval_s, BadToken, log)
+    finally:
+        await asyncio.to_thread(fleet.close)
+
+
+async def _serve(fleet: Fleet, uplink: Any, configs: asyncio.Queue, interval_s: float,
+                 bad_token: type[Exception], log: Any) -> int:
     stop, finished = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    collector = CpuCollector(frequency_hz=frequency_hz, interval_ms=interval_ms, host=host)
-    with collector:
-        log(f"collecting on {host} at {frequency_hz} Hz, sending every {interval_s:g} s "
-            f"to {uplink.url}")
-        sender = asyncio.create_task(uplink.run(finished))
-        try:
-            await _collect(collector, uplink, stop, interval_s, sender)
-        finally:
-            finished.set()
-        try:
-            await asyncio.wait_for(sender, timeout=10)
-        except BadToken:
-            log("the server refused the collector token; copy the token printed by "
-                "`webprof serve` (or set WEBPROF_TOKEN)")
-            return EXIT_BAD_TOKEN
-        except TimeoutError:
-            log(f"stopping: could not flush {len(uplink.buffer)} interval(s) in time")
-    log(f"stopped: sent {uplink.sent} interval(s), dropped {uplink.dropped}")
+    log(f"collecting on {fleet.host}: {', '.join(fleet.names())}; sending every "
+        f"{interval_s:g} s to {uplink.url}")
+    sender = asyncio.create_task(uplink.run(finished))
+    try:
+        await _collect(fleet, uplink, configs, stop, interval_s, sender)
+    finally:
+        finished.set()
+    try:
+        await asyncio.wait_for(sender, timeout=10)
+    except bad_token:
+        log("the server refused the collector token; copy the token printed by "
+            "`webprof serve` (or set WEBPROF_TOKEN)")
+        return EXIT_BAD_TOKEN
+    except TimeoutError:
+        log(f"stopping: could not flush {len(uplink.buffer)} message(s) in time")
+    log(f"stopped: sent {uplink.sent} message(s), dropped {uplink.dropped}")
     return 0
 
 
-async def _collect(collector, uplink, stop: asyncio.Event, interval_s: float,
-                   sender: asyncio.Task) -> None:
+async def _collect(fleet: Fleet, uplink: Any, configs: asyncio.Queue, stop: asyncio.Event,
+                   interval_s: float, sender: asyncio.Task) -> None:
     """Drain every interval until stopped (or the sender gave up); drain once more."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + interval_s
@@ -94,5 +251,35 @@ async def _collect(collector, uplink, stop: asyncio.Event, interval_s: float,
         deadline += interval_s
         if sender.done():
             return
-        delta = await asyncio.to_thread(collector.drain)
-        uplink.push(encode(delta))
+        deltas, errors = await asyncio.to_thread(fleet.drain)
+        for delta in deltas:
+            uplink.push(encode(delta))
+        for text in errors:
+            uplink.push(encode(Error(code="drain_failed", message=text[:500])))
+        if not configs.empty() and not stop.is_set():
+            await _reconfigure(fleet, uplink, configs)
+            deadline = loop.time() + interval_s
+
+
+async def _reconfigure(fleet: Fleet, uplink: Any, configs: asyncio.Queue) -> None:
+    """Apply the newest pending collector.config (older ones are superseded)."""
+    from collectors.client import log
+
+    config = configs.get_nowait()
+    while not configs.empty():
+        config = configs.get_nowait()
+    problem = check_config(config)
+    if problem:
+        log(f"refused {problem}")
+        uplink.push(encode(Error(code="bad_config", message=problem)))
+        return
+    before = fleet.names()
+    failures = await asyncio.to_thread(fleet.apply, config)
+    for kind, exc in failures:
+        text = failure_message(kind, exc)
+        log(text)
+        uplink.push(encode(Error(code="collector_failed", message=text)))
+    hello = fleet.hello(config.frequency_hz)
+    log(f"collector.config applied: was {', '.join(before) or 'nothing'}, "
+        f"now {', '.join(hello.collectors) or 'nothing'}")
+    uplink.set_hello(hello)

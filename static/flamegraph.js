@@ -17,6 +17,15 @@ const WARM = 16;
 const COOL = 8;
 const HIGHLIGHT = WARM + COOL; // colour slot for search matches
 const OTHER = HIGHLIGHT + 1; // hatched slot for "[other: N frames]" folds
+// Off-wake views: frames of the waker's stack (above the separator) get a
+// blue family of their own, and the separator is drawn as a thin band.
+const WAKE = OTHER + 1;
+const WAKE_N = 8;
+const SEP = WAKE + WAKE_N;
+export const WAKER_SEPARATOR = "--";
+export const SEP_LABEL = "woken by ↑";
+export const SEP_BAND = "#3b3f46"; // the band's line colour (tests look for it)
+const SEP_FILL = "#e6e9ee";
 const PALETTE = [];
 for (let i = 0; i < WARM; i++) {
   PALETTE.push(`hsl(${(8 + (i * 37) % 42)}, ${78 + (i % 3) * 6}%, ${55 + (i * 7) % 14}%)`);
@@ -25,6 +34,25 @@ for (let i = 0; i < COOL; i++) {
   PALETTE.push(`hsl(${(178 + (i * 11) % 40)}, 55%, ${52 + (i * 5) % 14}%)`);
 }
 PALETTE.push("hsl(300, 80%, 62%)");
+PALETTE.push("#c8c8c8"); // OTHER: replaced by the hatch pattern
+for (let i = 0; i < WAKE_N; i++) {
+  PALETTE.push(`hsl(${205 + (i * 7) % 35}, ${58 + (i % 3) * 6}%, ${58 + (i * 5) % 12}%)`);
+}
+PALETTE.push(SEP_FILL);
+
+// A weight in the view's unit: sample counts, or microseconds shown as
+// µs / ms / s with three significant digits.
+export function fmtWeight(v, unit = "samples") {
+  if (unit !== "us") return `${v} samples`;
+  return fmtUs(v);
+}
+
+export function fmtUs(v) {
+  const a = Math.abs(v);
+  if (a < 1000) return `${Math.round(v)} µs`;
+  if (a < 1e6) return `${Number((v / 1000).toPrecision(3))} ms`;
+  return `${Number((v / 1e6).toPrecision(3))} s`;
+}
 
 function hashName(name) {
   // FNV-1a: cheap, stable across page loads, so a function keeps its colour.
@@ -36,7 +64,8 @@ function hashName(name) {
   return h >>> 0;
 }
 
-function colourSlot(node) {
+function colourSlot(node, waker) {
+  if (waker) return node.name === WAKER_SEPARATOR ? SEP : WAKE + (hashName(node.name) % WAKE_N);
   if (node._c === undefined) {
     if (node.key === OTHER_KEY) node._c = OTHER;
     else if (node.name.endsWith("_[k]")) node._c = WARM + (hashName(node.name) % COOL);
@@ -46,8 +75,10 @@ function colourSlot(node) {
 }
 
 export class FlameGraph {
-  constructor(canvas, { onZoom = null, rowHeight = 16 } = {}) {
+  constructor(canvas, { onZoom = null, rowHeight = 16, unit = "samples", waker = false } = {}) {
     this.canvas = canvas;
+    this.unit = unit; // of node weights: "samples" or "us"
+    this.waker = waker; // off-wake: colour the waker stack above WAKER_SEPARATOR
     this.ctx = canvas.getContext("2d");
     this.onZoom = onZoom;
     this.rowH = rowHeight;
@@ -94,6 +125,7 @@ export class FlameGraph {
     this.xs = new Float64Array(cap);
     this.ws = new Float64Array(cap);
     this.depths = new Int32Array(cap);
+    this.flags = new Uint8Array(cap); // 1: frame at or above a waker separator
     this.nodes = new Array(cap);
   }
 
@@ -160,41 +192,47 @@ export class FlameGraph {
     if (!zoom || zoom.total <= 0) return;
     // Ancestors of the zoomed frame span the full width, like the frame itself.
     let node = this.root;
+    let flag = 0;
     for (let d = 0; d < this.zoomKeys.length; d++) {
-      this.push(node, 0, width, d);
+      flag = this.waker && (flag || node.name === WAKER_SEPARATOR) ? 1 : 0;
+      this.push(node, 0, width, d, flag);
       node = node.children.get(this.zoomKeys[d]);
     }
     const scale = width / zoom.total;
-    const stack = [zoom, 0, this.zoomKeys.length];
+    const stack = [zoom, 0, this.zoomKeys.length, this.waker && (flag || node.name === WAKER_SEPARATOR) ? 1 : 0];
     while (stack.length) {
+      const f = stack.pop();
       const depth = stack.pop();
       const x = stack.pop();
       const n = stack.pop();
       const w = n.total * scale;
-      this.push(n, x, w, depth);
+      this.push(n, x, w, depth, f || (this.waker && n.name === WAKER_SEPARATOR) ? 1 : 0);
       if (!n.children) continue;
+      const cf = f || (this.waker && n.name === WAKER_SEPARATOR) ? 1 : 0;
       let cx = x;
       for (const c of sortedChildren(n)) {
         const cw = c.total * scale;
-        if (cw >= MIN_PX) stack.push(c, cx, depth + 1);
+        if (cw >= MIN_PX) stack.push(c, cx, depth + 1, cf);
         cx += cw;
       }
     }
   }
 
-  push(node, x, w, depth) {
+  push(node, x, w, depth, flag = 0) {
     if (this.n === this.cap) {
-      const old = [this.xs, this.ws, this.depths, this.nodes];
+      const old = [this.xs, this.ws, this.depths, this.nodes, this.flags];
       this.grow(this.cap * 2);
       this.xs.set(old[0]);
       this.ws.set(old[1]);
       this.depths.set(old[2]);
+      this.flags.set(old[4]);
       for (let i = 0; i < old[3].length; i++) this.nodes[i] = old[3][i];
     }
     const i = this.n++;
     this.xs[i] = x;
     this.ws[i] = w;
     this.depths[i] = depth;
+    this.flags[i] = flag;
     this.nodes[i] = node;
     if (depth > this.maxDepth) this.maxDepth = depth;
   }
@@ -232,11 +270,11 @@ export class FlameGraph {
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, this.width, cssH);
     const buckets = PALETTE.map(() => []);
-    buckets.push([]); // OTHER
     const test = this.search;
     for (let i = 0; i < this.n; i++) {
       const node = this.nodes[i];
-      const slot = test && node !== this.root && test(node.name) ? HIGHLIGHT : colourSlot(node);
+      const slot = test && node !== this.root && test(node.name)
+        ? HIGHLIGHT : colourSlot(node, this.flags[i]);
       buckets[slot].push(i);
     }
     const h = this.rowH - 1; // 1 px gap between rows
@@ -248,6 +286,11 @@ export class FlameGraph {
         const w = this.ws[i];
         ctx.fillRect(this.xs[i], this.rowY(this.depths[i]), w > 1.5 ? w - 0.5 : w, h);
       }
+    }
+    // The separator: a light row crossed by a thin dark band.
+    ctx.fillStyle = SEP_BAND;
+    for (const i of buckets[SEP]) {
+      ctx.fillRect(this.xs[i], this.rowY(this.depths[i]) + h / 2 - 1, this.ws[i], 3);
     }
     if (this.n === 0) {
       ctx.font = FONT;
@@ -270,10 +313,20 @@ export class FlameGraph {
       const w = this.ws[i];
       if (w < minW) continue;
       const node = this.nodes[i];
-      const name = node === this.root ? `all (${node.total} samples)` : node.name;
+      const sep = this.flags[i] && node.name === WAKER_SEPARATOR;
+      const name = node === this.root ? `all (${fmtWeight(node.total, this.unit)})`
+        : sep ? SEP_LABEL : node.name;
       const fit = Math.floor((w - 6) / this.charW);
       const label = name.length <= fit ? name : `${name.slice(0, fit - 1)}…`;
-      ctx.fillText(label, this.xs[i] + 3, this.rowY(this.depths[i]) + yOff);
+      const x = this.xs[i] + 3;
+      const y = this.rowY(this.depths[i]) + yOff;
+      if (sep) {
+        // Readable over the band: a light box behind the label.
+        ctx.fillStyle = SEP_FILL;
+        ctx.fillRect(x - 2, y - FONT_PX / 2, label.length * this.charW + 4, FONT_PX);
+        ctx.fillStyle = "#1d1d1d";
+      }
+      ctx.fillText(label, x, y);
     }
   }
 
@@ -329,6 +382,7 @@ export class FlameGraph {
     const node = this.nodes[i];
     return {
       name: node.name, samples: node.total, self: node.self, depth: this.depths[i],
+      waker: this.flags[i] === 1,
       x, y, w, h: this.rowH, canvasWidth: this.width,
       clientX: r.left + x + w / 2, clientY: r.top + y + this.rowH / 2,
     };
@@ -364,9 +418,11 @@ export class FlameGraph {
     const total = this.root.total || 1;
     const zoom = this.zoomNode();
     const pct = (v, of) => `${((100 * v) / (of || 1)).toFixed(2)}%`;
+    const sep = this.flags[i] && node.name === WAKER_SEPARATOR;
+    const fmt = (v) => fmtWeight(v, this.unit);
     const lines = [
-      node === this.root ? "all" : node.name,
-      `${node.total} samples (self ${node.self})`,
+      node === this.root ? "all" : sep ? `${SEP_LABEL} (the waker's stack is above)` : node.name,
+      `${fmt(node.total)} (self ${fmt(node.self)})`,
       `${pct(node.total, total)} of total, ${pct(node.total, zoom.total)} of zoomed frame`,
     ];
     if (node.key === OTHER_KEY) {

@@ -9,7 +9,7 @@
 import {
   cloneTree, decodeWire, emptyTree, findPath, functionStats, makeMatcher, matchedSamples, mergeInto,
 } from "./flametree.js";
-import { FlameGraph } from "./flamegraph.js";
+import { FlameGraph, fmtWeight } from "./flamegraph.js";
 import { FunctionTable } from "./table.js";
 
 const RING_MAX = 60; // intervals kept: the longest window, 60 s at 1 s intervals
@@ -23,6 +23,9 @@ const HEALTH_LABELS = {
   stack_map_full: "stack map full",
   counts_map_full: "counts map full",
   unknown_symbols: "unknown symbols",
+  lost_events: "lost events",
+  start_map_full: "start map full",
+  filtered: "dropped by filters",
   folded_nodes: "frames folded by node budget",
   bad_messages: "bad messages dropped",
 };
@@ -34,6 +37,9 @@ class LiveView {
   constructor(section) {
     this.host = section.dataset.host;
     this.wsPath = section.dataset.wsPath || "/ws/live/";
+    // "cpu" weights are samples; "offcpu"/"offwake" weights are µs blocked.
+    this.kind = section.dataset.kind || "cpu";
+    this.unit = section.dataset.unit || "samples";
     this.filter = { pid: null, comm: null };
     this.mode = $("mode").value;
     this.windowSec = Number($("window-sec").value);
@@ -46,8 +52,10 @@ class LiveView {
     this.retryAt = 0;
     this.search = { test: null, error: null };
     this.resetState();
-    this.graph = new FlameGraph($("flamegraph"), { onZoom: (p) => this.renderBreadcrumb(p) });
-    this.table = new FunctionTable($("functions"), { onSelect: (n) => this.searchExact(n) });
+    this.graph = new FlameGraph($("flamegraph"), { onZoom: (p) => this.renderBreadcrumb(p),
+      unit: this.unit, waker: this.kind === "offwake" });
+    this.table = new FunctionTable($("functions"), { onSelect: (n) => this.searchExact(n),
+      unit: this.unit });
     this.bindControls();
     this.renderBreadcrumb(this.graph.zoomPath());
     this.connect();
@@ -84,7 +92,7 @@ class LiveView {
 
   subscribe() {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
-    const msg = { v: 1, type: "live.subscribe", host: this.host, ...this.filter };
+    const msg = { v: 1, type: "live.subscribe", host: this.host, kind: this.kind, ...this.filter };
     this.ws.send(JSON.stringify(msg));
   }
 
@@ -244,11 +252,15 @@ class LiveView {
     if (!window.Plotly || !el) return;
     const pts = this.ring.slice(-CHART_POINTS);
     const perSec = 1000 / (this.meta.interval_ms || 1000);
-    const trace = { x: pts.map((p) => new Date(p.end_ms)), y: pts.map((p) => p.samples * perSec),
-      type: "scatter", mode: "lines", fill: "tozeroy", line: { color: "#d9622b" },
-      hovertemplate: "%{y:.0f} samples/s<extra></extra>" };
+    // Time units: µs blocked per second of wall time, shown as ms/s.
+    const us = this.unit === "us";
+    const scale = us ? perSec / 1000 : perSec;
+    const what = us ? "ms blocked per second" : "samples per second";
+    const trace = { x: pts.map((p) => new Date(p.end_ms)), y: pts.map((p) => p.samples * scale),
+      type: "scatter", mode: "lines", fill: "tozeroy", line: { color: us ? "#2b6cd9" : "#d9622b" },
+      hovertemplate: `%{y:.${us ? 1 : 0}f} ${us ? "ms/s" : "samples/s"}<extra></extra>` };
     const layout = { height: 140, margin: { l: 50, r: 10, t: 24, b: 30 },
-      title: { text: "samples per second", font: { size: 12 } },
+      title: { text: what, font: { size: 12 } },
       yaxis: { rangemode: "tozero" }, xaxis: { type: "date" } };
     window.Plotly.react(el, [trace], layout, { displayModeBar: false, responsive: true });
   }
@@ -275,7 +287,7 @@ class LiveView {
       this.conn,
       `interval ${this.meta.interval_ms} ms`,
       `${this.meta.frequency_hz} Hz`,
-      `${tree.total} samples in view`,
+      `${fmtWeight(tree.total, this.unit)} in view`,
       f.pid !== null ? `pid ${f.pid}` : f.comm ? `process ~ "${f.comm}"` : "all processes",
     ];
     if (this.mode === "since" && this.sinceFrom) parts.push(`since reset at ${fmtTime(this.sinceFrom)}`);
@@ -379,6 +391,7 @@ if (section) {
   window.webprofLive = {
     view,
     graph: view.graph,
+    get kind() { return view.kind; },
     tree: () => view.tree(),
     get mode() { return view.mode; },
     get lastDrawMs() { return view.lastDrawMs; },

@@ -1,6 +1,9 @@
 // Sortable per-function table beside the flame graph.  Fed with
 // flametree.functionStats(); shows the top MAX_ROWS rows by the chosen column
 // so a 16k-node tree never turns into a 16k-row DOM rebuild every second.
+// With unit "us" (off-CPU views) self and total are times, shown as µs/ms/s.
+
+import { fmtUs } from "./flamegraph.js";
 
 const MAX_ROWS = 200;
 const COLUMNS = [
@@ -17,8 +20,9 @@ function escapeHtml(s) {
 }
 
 export class FunctionTable {
-  constructor(table, { onSelect = null } = {}) {
+  constructor(table, { onSelect = null, unit = "samples" } = {}) {
     this.table = table;
+    this.fmt = unit === "us" ? fmtUs : (v) => String(v);
     this.onSelect = onSelect;
     this.sortKey = "self";
     this.descending = true;
@@ -91,8 +95,8 @@ export class FunctionTable {
       const sel = r.name === this.selected ? ' class="selected"' : "";
       const kernel = r.name.endsWith("_[k]") ? ' data-kernel="1"' : "";
       return `<tr data-index="${i}"${sel}${kernel}><td class="fn" title="${escapeHtml(r.name)}">`
-        + `${escapeHtml(r.name)}</td><td>${r.self}</td><td>${r.selfPct.toFixed(2)}</td>`
-        + `<td>${r.total}</td><td>${r.totalPct.toFixed(2)}</td></tr>`;
+        + `${escapeHtml(r.name)}</td><td>${this.fmt(r.self)}</td><td>${r.selfPct.toFixed(2)}</td>`
+        + `<td>${this.fmt(r.total)}</td><td>${r.totalPct.toFixed(2)}</td></tr>`;
     });
     this.body.innerHTML = html.join("");
     const more = this.rows.length > MAX_ROWS ? ` (top ${MAX_ROWS} shown)` : "";

@@ -97,6 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    def collector_list(text: str) -> list[str]:
+        """``cpu,offcpu,runqlat`` -> a list of known collector kinds, no repeats."""
+        from .core.protocol import LATENCY_KINDS, PROFILE_KINDS
+
+        known = (*PROFILE_KINDS, *LATENCY_KINDS)
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        bad = [n for n in names if n not in known]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown collectors {', '.join(bad) or '(none given)'}; choose from "
+                f"{','.join(known)}")
+        return list(dict.fromkeys(names))
+
+    collectors_help = ("comma-separated collectors to start: cpu,offcpu,offwake,runqlat,biolat,"
+                       "syscall (default cpu; the host page can change them while running)")
+
     up = sub.add_parser(
         "up",
         help="run the dashboard and a local collector (embedded defaults)",
@@ -106,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     up.add_argument("--port", type=port, default=8000, help="port to listen on (default 8000)")
     _add_collect_options(up)
+    up.add_argument("--collectors", type=collector_list, default=["cpu"], metavar="LIST",
+                    help=collectors_help)
     up.set_defaults(handler="webprof.server:up")
 
     serve = sub.add_parser(
@@ -132,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     collect.add_argument("--name", metavar="HOST", help="host name to report (default: hostname)")
     _add_collect_options(collect)
+    collect.add_argument("--collectors", type=collector_list, default=["cpu"], metavar="LIST",
+                         help=collectors_help)
     collect.set_defaults(handler="collectors.runner:main")
 
     record = sub.add_parser(

@@ -4,6 +4,15 @@ Thin by design: authenticate, decode, hand to the hub, ``group_send``.  The
 hub (webprof.hub) holds the live state and the encoded-message cache; the
 database is touched on hello, on disconnect and at most every
 ``LAST_SEEN_EVERY_S`` seconds, never once per frame.
+
+Collectors join the group ``collector.<host>``: a user who changes the
+host's selection on the host page makes the view send ``collector.config``
+there, and every collector of that host forwards it down its socket.
+
+A browser socket holds at most one profile subscription (``live.subscribe``:
+host, kind, process filter) and one latency subscription
+(``latency.subscribe``: host, kind) at a time; a new subscribe of a type
+replaces that type's previous one and answers with a fresh snapshot.
 """
 
 from __future__ import annotations
@@ -21,8 +30,11 @@ from django.conf import settings
 from .core import protocol
 from .core.live import ProcessFilter
 from .core.protocol import (
+    CollectorConfig,
     CollectorHello,
     Error,
+    LatencyDelta,
+    LatencySubscribe,
     LiveSubscribe,
     ProfileDelta,
     ProtocolError,
@@ -143,10 +155,15 @@ class CollectorConsumer(RefusingConsumer):
                 await self.hello(message)
             else:
                 await self.refuse("hello_first", "the first message must be collector.hello")
-        elif isinstance(message, ProfileDelta):
+        elif isinstance(message, (ProfileDelta, LatencyDelta)):
             await self.delta(message)
         elif isinstance(message, CollectorHello):
-            await self.refuse("hello_again", "collector.hello was already received")
+            await self.hello_again(message)
+        elif isinstance(message, Error):
+            # The collector reports what it could not do (a collector that
+            # failed to compile, a config it refused): shown on the host page.
+            log.warning("collector %s reported %s: %s", self.host, message.code, message.message)
+            await call(get_hub().collector_error, self.host, f"{message.code}: {message.message}")
         else:
             await self.refuse("unexpected_type", f"{message.type} is not for this endpoint")
 
@@ -156,26 +173,55 @@ class CollectorConsumer(RefusingConsumer):
             return
         self.host = hello.host
         await call(get_hub().collector_connected, hello)
-        await database_sync_to_async(Host.record_hello)(hello)
+        host = await database_sync_to_async(Host.record_hello)(hello)
         self.last_db_write = time.monotonic()
+        await self.channel_layer.group_add(group_name(hello.host, "collector"), self.channel_name)
         log.info("collector %s connected from %s", hello.host, peer(self.scope))
         await self.broadcast_status()
+        # The stored selection, only when the collector runs something else:
+        # a matching collector is not disturbed.
+        config = host.collector_config()
+        if sorted(config.collectors) != sorted(hello.collectors):
+            await self.send(encode(config))
 
-    async def delta(self, delta: ProfileDelta) -> None:
+    async def hello_again(self, hello: CollectorHello) -> None:
+        """A collector applied a collector.config and says what runs now."""
+        if hello.host != self.host:
+            await self.refuse("hello_again", f"this connection said hello as {self.host!r}")
+            return
+        await call(get_hub().collector_hello_again, hello)
+        await database_sync_to_async(Host.record_hello)(hello)
+        log.info("collector %s now runs %s", hello.host, ", ".join(hello.collectors) or "nothing")
+
+    async def delta(self, delta: ProfileDelta | LatencyDelta) -> None:
         if delta.host != self.host:
             await self.refuse("host_mismatch", f"this connection said hello as {self.host!r}")
             return
-        serial = await call(get_hub().apply, delta)
+        hub = get_hub()
+        if isinstance(delta, ProfileDelta):
+            serial = await call(hub.apply, delta)
+            event = "live.interval"
+        else:
+            serial = await call(hub.apply_latency, delta)
+            event = "latency.interval"
         await self.channel_layer.group_send(
-            group_name(delta.host), {"type": "live.interval", "serial": serial, "seq": delta.seq}
+            group_name(delta.host),
+            {"type": event, "host": delta.host, "kind": delta.kind, "serial": serial,
+             "seq": delta.seq},
         )
         if time.monotonic() - self.last_db_write >= LAST_SEEN_EVERY_S:
             self.last_db_write = time.monotonic()
             await database_sync_to_async(Host.record_seen)(delta.host, True)
 
+    async def collector_config(self, event: dict[str, Any]) -> None:
+        """Group event from the host page: forward the new selection."""
+        await self.send(event["text"])
+
     async def disconnect(self, code: int) -> None:
         if self.host is None:
             return
+        await self.channel_layer.group_discard(group_name(self.host, "collector"),
+                                               self.channel_name)
         hub = get_hub()
         entry = await call(hub.collector_disconnected, self.host)
         await database_sync_to_async(Host.record_seen)(self.host, entry.collectors > 0)
@@ -189,15 +235,26 @@ class CollectorConsumer(RefusingConsumer):
         )
 
 
-class LiveConsumer(RefusingConsumer):
-    """``/ws/live/``: one browser watching one host under one process filter."""
+def config_event(config: CollectorConfig) -> dict[str, Any]:
+    """The group event that makes every collector of a host forward ``config``."""
+    return {"type": "collector.config", "text": encode(config)}
 
-    host: str | None = None
-    group: str | None = None
-    flt = ProcessFilter()
-    last_serial = 0  # intervals up to this serial are already in the snapshot
+
+class LiveConsumer(RefusingConsumer):
+    """``/ws/live/``: one browser watching one host's profile and/or latency.
+
+    ``live`` is (host, kind, filter) and ``latency`` is (host, kind); each
+    has its own last serial: group events up to it are already in the
+    snapshot the socket was sent.
+    """
+
+    live: tuple[str, str, ProcessFilter] | None = None
+    latency: tuple[str, str] | None = None
+    last_serial = 0
+    last_latency_serial = 0
 
     async def connect(self) -> None:
+        self.groups_joined: set[str] = set()
         await self.accept()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -207,40 +264,65 @@ class LiveConsumer(RefusingConsumer):
         message = await self.decode_text(text_data, bytes_data)
         if message is None:
             return
-        if not isinstance(message, LiveSubscribe):
+        if not isinstance(message, (LiveSubscribe, LatencySubscribe)):
             await self.refuse("unexpected_type", f"{message.type} is not for this endpoint")
             return
-        await self.subscribe(message)
-
-    async def subscribe(self, sub: LiveSubscribe) -> None:
-        if not sub.host or len(sub.host) > MAX_HOST_NAME:
+        if not message.host or len(message.host) > MAX_HOST_NAME:
             await self.refuse("bad_host", f"host name must be 1..{MAX_HOST_NAME} characters")
             return
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-        self.host = sub.host
-        self.flt = ProcessFilter(pid=sub.pid, comm=sub.comm or None)
-        self.group = group_name(sub.host)
-        await self.channel_layer.group_add(self.group, self.channel_name)
         hub = get_hub()
-        # Computed synchronously after group_add: events up to last_serial are
-        # in the snapshot, later ones arrive as live.interval.
-        text, self.last_serial = await call(hub.snapshot_text, sub.host, self.flt)
+        if isinstance(message, LiveSubscribe):
+            flt = ProcessFilter(pid=message.pid, comm=message.comm or None)
+            self.live = (message.host, message.kind, flt)
+            await self.join_groups()
+            # Computed after group_add: events up to last_serial are in the
+            # snapshot, later ones arrive as live.interval.
+            text, self.last_serial = await call(
+                hub.snapshot_text, message.host, flt, message.kind)
+        else:
+            self.latency = (message.host, message.kind)
+            await self.join_groups()
+            text, self.last_latency_serial = await call(
+                hub.latency_snapshot_text, message.host, message.kind)
         await self.send(text)
-        await self.send(await call(hub.status_text, sub.host))
+        await self.send(await call(hub.status_text, message.host))
+
+    async def join_groups(self) -> None:
+        hosts = {sub[0] for sub in (self.live, self.latency) if sub is not None}
+        wanted = {group_name(h) for h in hosts}
+        for group in self.groups_joined - wanted:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        for group in wanted - self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined = wanted
 
     async def live_interval(self, event: dict[str, Any]) -> None:
         serial = event["serial"]
-        if self.host is None or serial <= self.last_serial:
+        if self.live is None or serial <= self.last_serial:
             return
-        text = await call(get_hub().interval_text, self.host, serial, self.flt)
+        host, kind, flt = self.live
+        if (event["host"], event["kind"]) != (host, kind):
+            return
+        text = await call(get_hub().interval_text, host, serial, flt, kind)
+        if text is not None:
+            await self.send(text)
+
+    async def latency_interval(self, event: dict[str, Any]) -> None:
+        serial = event["serial"]
+        if self.latency is None or serial <= self.last_latency_serial:
+            return
+        host, kind = self.latency
+        if (event["host"], event["kind"]) != (host, kind):
+            return
+        text = await call(get_hub().latency_interval_text, host, kind, serial)
         if text is not None:
             await self.send(text)
 
     async def host_status(self, event: dict[str, Any]) -> None:
-        if self.host is not None and event["host"] == self.host:
-            await self.send(await call(get_hub().status_text, self.host))
+        hosts = {sub[0] for sub in (self.live, self.latency) if sub is not None}
+        if event["host"] in hosts:
+            await self.send(await call(get_hub().status_text, event["host"]))
 
     async def disconnect(self, code: int) -> None:
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in getattr(self, "groups_joined", set()):
+            await self.channel_layer.group_discard(group, self.channel_name)

@@ -6,10 +6,20 @@ every few seconds while it streams: never once per frame.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.utils import timezone
 
-from .core.protocol import CollectorHello
+from .core.protocol import LATENCY_KINDS, PROFILE_KINDS, CollectorConfig, CollectorHello
+
+# Every collector a host can run, in the order the host page lists them.
+COLLECTOR_KINDS = (*PROFILE_KINDS, *LATENCY_KINDS)
+CONFIGURE_PERMISSION = "webprof.configure_collectors"
+
+
+def default_wanted() -> list[str]:
+    return ["cpu"]
 
 
 class Host(models.Model):
@@ -22,28 +32,48 @@ class Host(models.Model):
     first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(default=timezone.now)
     connected = models.BooleanField(default=False)
+    # What a user chose to run on this host; sent to its collector as
+    # collector.config on change and whenever it connects running otherwise.
+    wanted_collectors = models.JSONField(default=default_wanted, blank=True)
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            ("configure_collectors", "Can choose which collectors run on a host"),
+        ]
 
     def __str__(self) -> str:
         return self.name
 
     @classmethod
     def record_hello(cls, hello: CollectorHello) -> Host:
+        # A new host adopts what its collector runs (``--collectors``) as the
+        # stored selection; after that the selection made here wins.
+        fields = {
+            "kernel": hello.kernel[:255],
+            "agent_version": hello.agent_version[:64],
+            "collectors": list(hello.collectors),
+            "frequency_hz": hello.frequency_hz,
+            "interval_ms": hello.interval_ms,
+            "last_seen": timezone.now(),
+            "connected": True,
+        }
+        created = {**fields, "wanted_collectors": list(hello.collectors)}
         host, _created = cls.objects.update_or_create(
-            name=hello.host,
-            defaults={
-                "kernel": hello.kernel[:255],
-                "agent_version": hello.agent_version[:64],
-                "collectors": list(hello.collectors),
-                "frequency_hz": hello.frequency_hz,
-                "interval_ms": hello.interval_ms,
-                "last_seen": timezone.now(),
-                "connected": True,
-            },
+            name=hello.host, defaults=fields, create_defaults=created
         )
         return host
+
+    def collector_config(self) -> CollectorConfig:
+        """The stored selection as the message a collector acts on."""
+        wanted = [k for k in COLLECTOR_KINDS if k in (self.wanted_collectors or [])]
+        freq = self.frequency_hz if 1 <= self.frequency_hz <= 999 else 49
+        return CollectorConfig(collectors=wanted, frequency_hz=freq)
+
+    @classmethod
+    def stored_config(cls, name: str) -> CollectorConfig | None:
+        host = cls.objects.filter(name=name).first()
+        return host.collector_config() if host else None
 
     @classmethod
     def record_seen(cls, name: str, connected: bool) -> None:
@@ -53,3 +83,8 @@ class Host(models.Model):
     def mark_all_disconnected(cls) -> int:
         """At start-up: no collector is connected to a process that just started."""
         return cls.objects.filter(connected=True).update(connected=False)
+
+
+def can_configure(user: Any) -> bool:
+    """Staff and superusers may always choose collectors; others need the permission."""
+    return bool(user.is_authenticated and (user.is_staff or user.has_perm(CONFIGURE_PERMISSION)))

@@ -185,6 +185,7 @@ def supervise(
     # The token goes through the environment, not argv, so `ps` does not show it.
     collect = [*cli, "collect", "--server", ws, "--frequency", str(args.frequency)]
     collect += ["--interval", str(args.interval)]
+    collect += ["--collectors", ",".join(getattr(args, "collectors", None) or ["cpu"])]
     collector = subprocess.Popen(collect, env=dict(env, WEBPROF_TOKEN=token))
     children.append(collector)
     print(f"webprof is up: open {url(args.host, args.port)} (log in as admin)", flush=True)

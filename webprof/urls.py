@@ -9,7 +9,9 @@ from . import views
 urlpatterns = [
     path("", views.hosts, name="hosts"),
     path("hosts.json", views.hosts_json, name="hosts-json"),
-    path("hosts/<str:name>/", views.live, name="live"),
+    path("hosts/<str:name>/", views.host, name="host"),
+    path("hosts/<str:name>/latency/<str:kind>/", views.latency, name="latency"),
+    path("hosts/<str:name>/<str:kind>/", views.profile, name="profile"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

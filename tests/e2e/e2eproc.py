@@ -150,11 +150,12 @@ class Collector:
         return self.log.read_text(errors="replace")
 
 
-def start_collector(server: Daphne, name: str, log: Path, interval_s: float = 0.5) -> Collector:
+def start_collector(server: Daphne, name: str, log: Path, interval_s: float = 0.5,
+                    collectors: str = "cpu") -> Collector:
     """``webprof collect`` against ``server`` (root and bcc: call require_bpf first)."""
     cmd = [sys.executable, "-m", "webprof.cli", "collect", "--server", server.ws_url]
     cmd += ["--token", server.token, "--name", name, "--frequency", "199"]
-    cmd += ["--interval", str(interval_s)]
+    cmd += ["--interval", str(interval_s), "--collectors", collectors]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     return Collector(proc=proc, log=log, name=name)

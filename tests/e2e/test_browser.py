@@ -55,13 +55,14 @@ def page(browser: Browser) -> Iterator[Page]:
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def open_live(page: Page, server, username: str, password: str, host: str) -> None:
+def open_live(page: Page, server, username: str, password: str, host: str,
+              kind: str = "cpu") -> None:
     """Log in through the login form and land on the host's live page."""
-    page.goto(f"{server.url}/login/?next=/hosts/{host}/")
+    page.goto(f"{server.url}/login/?next=/hosts/{host}/{kind}/")
     page.fill("#id_username", username)
     page.fill("#id_password", password)
     page.click("form button[type=submit]")
-    page.wait_for_url(f"**/hosts/{host}/")
+    page.wait_for_url(f"**/hosts/{host}/{kind}/")
     page.wait_for_function("window.webprofLive !== undefined")
 
 

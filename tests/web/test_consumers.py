@@ -195,7 +195,7 @@ async def test_other_refusals_keep_connection():
     await col.send_to(text_data=hello("x" * 300))
     assert (await receive(col))["code"] == "bad_host"
     await col.send_to(text_data=hello())
-    await col.send_to(text_data=hello())
+    await col.send_to(text_data=hello("another-host"))
     assert (await receive(col))["code"] == "hello_again"
     await col.send_to(text_data=subscribe_text())
     err = await receive(col)

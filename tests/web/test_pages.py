@@ -67,7 +67,7 @@ def test_hosts_json(logged_in):
 def test_live_page_renders_for_known_and_unknown_host(logged_in):
     Host.objects.create(name="db-7")
     for name in ("db-7", "not-connected-yet"):
-        resp = logged_in.get(f"/hosts/{name}/")
+        resp = logged_in.get(f"/hosts/{name}/cpu/")
         assert resp.status_code == 200
         assert resp.context["host"].name == name
         assert resp.context["ws_path"] == "/ws/live/"

@@ -80,7 +80,7 @@ async def closed_with(comm: WebsocketCommunicator, timeout: float = 2) -> int:
             return out.get("code", 1000)
 
 
-async def applied(host: str, serial: int, timeout: float = 2) -> None:
+async def applied(host: str, serial: int, timeout: float = 2, kind: str = "cpu") -> None:
     """Wait until the hub has applied ``serial`` intervals for ``host``.
 
     ``send_to`` returns before the consumer has handled the frame; the
@@ -92,7 +92,7 @@ async def applied(host: str, serial: int, timeout: float = 2) -> None:
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while get_hub().entry(host).serial < serial:
+    while get_hub().serial(host, kind) < serial:
         assert loop.time() < deadline, f"{host}: {serial} intervals not applied in {timeout} s"
         await asyncio.sleep(0.01)
 

@@ -1,0 +1,198 @@
+// The latency page: one websocket, latency.subscribe for (host, kind), and a
+// live heatmap of the chosen series.  The server sends the last 300
+// intervals once (latency.snapshot) and then one latency.interval each
+// interval; every series is kept here so the selector switches instantly.
+
+import { LatencyHeatmap } from "./heatmap.js";
+
+const KEEP = 300;
+const BACKOFF_MIN_MS = 1000;
+const BACKOFF_MAX_MS = 10000;
+const CLOSE_NOT_LOGGED_IN = 4003;
+const HEALTH_LABELS = {
+  lost_events: "lost events",
+  start_map_full: "start map full (events not timed)",
+  counts_map_full: "histogram map full",
+  filtered: "dropped (filters or series caps)",
+  bad_messages: "bad messages dropped",
+};
+
+const $ = (id) => document.getElementById(id);
+
+class LatencyView {
+  constructor(section) {
+    this.host = section.dataset.host;
+    this.kind = section.dataset.kind;
+    this.wsPath = section.dataset.wsPath || "/ws/live/";
+    this.intervals = []; // [{seq, end_ms, series, health}], oldest first
+    this.totals = new Map(); // series name -> events seen (orders the selector)
+    this.series = null; // chosen series; null: "all" or the busiest
+    this.health = {};
+    this.lastHealth = {};
+    this.intervalsReceived = 0;
+    this.paused = false;
+    this.conn = "connecting";
+    this.backoffMs = BACKOFF_MIN_MS;
+    this.heatmap = new LatencyHeatmap({ heatmap: $("heatmap"), percentiles: $("percentiles"),
+      histogram: $("histogram"), maxColumns: KEEP });
+    $("series").addEventListener("change", (e) => this.choose(e.target.value));
+    $("pause").addEventListener("click", () => this.setPaused(!this.paused));
+    this.connect();
+    setInterval(() => this.renderStatus(), 1000);
+  }
+
+  connect() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${scheme}//${location.host}${this.wsPath}`);
+    this.ws = ws;
+    ws.onopen = () => {
+      this.conn = "connected";
+      ws.send(JSON.stringify({ v: 1, type: "latency.subscribe", host: this.host, kind: this.kind }));
+    };
+    ws.onmessage = (ev) => this.onMessage(ev.data);
+    ws.onclose = (ev) => this.onClose(ev);
+  }
+
+  onClose(ev) {
+    if (ev.target !== this.ws) return;
+    this.ws = null;
+    if (ev.code === CLOSE_NOT_LOGGED_IN) this.conn = "auth";
+    else {
+      this.conn = "reconnecting";
+      this.retryAt = Date.now() + this.backoffMs;
+      setTimeout(() => this.connect(), this.backoffMs);
+      this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
+    }
+    this.renderStatus();
+  }
+
+  onMessage(data) {
+    try {
+      const msg = JSON.parse(data);
+      if (msg.type === "latency.snapshot") this.onSnapshot(msg);
+      else if (msg.type === "latency.interval") this.onInterval(msg);
+      else if (msg.type === "host.status") this.hostStatus = msg;
+      else if (msg.type === "error") this.lastError = `server: ${msg.message} (${msg.code})`;
+      else throw new Error(`unknown message type ${JSON.stringify(msg.type)}`);
+    } catch (e) {
+      this.health.bad_messages = (this.health.bad_messages || 0) + 1;
+      this.lastError = `bad message from server: ${e.message}`;
+    }
+    this.renderStatus();
+  }
+
+  onSnapshot(msg) {
+    this.backoffMs = BACKOFF_MIN_MS;
+    this.intervalMs = msg.interval_ms;
+    this.intervals = [];
+    this.totals.clear();
+    this.health = {};
+    for (const it of msg.intervals) this.add(it);
+    this.renderSeries();
+    this.heatmap.setColumns(this.columns());
+  }
+
+  onInterval(msg) {
+    if (this.intervals.length && msg.end_ms <= this.intervals.at(-1).end_ms
+        && msg.seq <= this.intervals.at(-1).seq) return; // already in the snapshot
+    this.intervalsReceived += 1;
+    const known = this.totals.size;
+    this.add(msg);
+    this.lastHealth = msg.health || {};
+    if (this.totals.size !== known) this.renderSeries();
+    if (this.paused) return;
+    this.heatmap.addColumn(this.column(msg));
+  }
+
+  add(it) {
+    for (const [name, buckets] of Object.entries(it.series)) {
+      let n = 0;
+      for (const b of buckets) n += b[2];
+      this.totals.set(name, (this.totals.get(name) || 0) + n);
+    }
+    for (const [k, v] of Object.entries(it.health || {})) this.health[k] = (this.health[k] || 0) + v;
+    this.intervals.push(it);
+    if (this.intervals.length > KEEP) this.intervals.shift();
+  }
+
+  chosen() {
+    if (this.series !== null) return this.series;
+    if (this.totals.has("all")) return "all";
+    let best = null;
+    for (const [name, n] of this.totals) if (best === null || n > this.totals.get(best)) best = name;
+    return best || "all";
+  }
+
+  column(it) {
+    return { end_ms: it.end_ms, buckets: it.series[this.chosen()] || [] };
+  }
+
+  columns() {
+    return this.intervals.map((it) => this.column(it));
+  }
+
+  choose(name) {
+    this.series = name;
+    this.heatmap.setColumns(this.columns());
+  }
+
+  setPaused(paused) {
+    this.paused = paused;
+    $("pause").textContent = paused ? "resume" : "pause";
+    $("pause").setAttribute("aria-pressed", String(paused));
+    if (!paused) this.heatmap.setColumns(this.columns());
+    this.renderStatus();
+  }
+
+  // "all" first, then by events seen, busiest first.
+  renderSeries() {
+    const sel = $("series");
+    const names = [...this.totals.keys()].sort((a, b) =>
+      (b === "all") - (a === "all") || this.totals.get(b) - this.totals.get(a) || a.localeCompare(b));
+    const current = this.chosen();
+    sel.replaceChildren(...names.map((n) => {
+      const o = document.createElement("option");
+      o.value = n;
+      o.textContent = `${n} (${this.totals.get(n)})`;
+      o.selected = n === current;
+      return o;
+    }));
+  }
+
+  renderStatus() {
+    const conn = $("conn-banner");
+    if (this.conn === "reconnecting") {
+      const s = Math.max(0, Math.ceil((this.retryAt - Date.now()) / 1000));
+      conn.textContent = `connection lost: reconnecting in ${s}s…`;
+    } else if (this.conn === "auth") conn.textContent = "not logged in — reload to log in";
+    conn.hidden = !(this.conn === "reconnecting" || this.conn === "auth");
+    const hs = this.hostStatus;
+    $("host-banner").hidden = !hs || hs.connected;
+    if (hs && !hs.connected) {
+      const when = hs.last_seen_ms ? new Date(hs.last_seen_ms).toLocaleTimeString() : "never";
+      $("host-banner").textContent = `collector disconnected, last seen ${when}`;
+    }
+    const parts = [this.conn, `interval ${this.intervalMs || "?"} ms`,
+      `${this.intervals.length} intervals`, `series ${this.chosen()}`, "unit µs"];
+    if (this.paused) parts.push("PAUSED");
+    if (this.lastError) parts.push(this.lastError);
+    $("status").textContent = parts.join(" · ");
+    const items = Object.entries(HEALTH_LABELS).filter(([k]) => this.health[k] > 0)
+      .map(([k, label]) => `${label}: ${this.health[k]} (last interval ${this.lastHealth[k] || 0})`);
+    $("health").hidden = items.length === 0;
+    $("health").textContent = items.join(" · ");
+  }
+}
+
+const section = document.getElementById("latency");
+if (section) {
+  const view = new LatencyView(section);
+  // Read-only hook for browser tests and for poking at the page by hand.
+  window.webprofLatency = {
+    view,
+    heatmap: view.heatmap,
+    get columns() { return view.heatmap.columns.length; },
+    get intervalsReceived() { return view.intervalsReceived; },
+    get connection() { return view.conn; },
+  };
+}
