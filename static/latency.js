@@ -4,11 +4,9 @@
 // interval; every series is kept here so the selector switches instantly.
 
 import { LatencyHeatmap } from "./heatmap.js";
+import { LiveSocket } from "./socket.js";
 
 const KEEP = 300;
-const BACKOFF_MIN_MS = 1000;
-const BACKOFF_MAX_MS = 10000;
-const CLOSE_NOT_LOGGED_IN = 4003;
 const HEALTH_LABELS = {
   lost_events: "lost events",
   start_map_full: "start map full (events not timed)",
@@ -23,7 +21,6 @@ class LatencyView {
   constructor(section) {
     this.host = section.dataset.host;
     this.kind = section.dataset.kind;
-    this.wsPath = section.dataset.wsPath || "/ws/live/";
     this.intervals = []; // [{seq, end_ms, series, health}], oldest first
     this.totals = new Map(); // series name -> events seen (orders the selector)
     this.series = null; // chosen series; null: "all" or the busiest
@@ -31,39 +28,19 @@ class LatencyView {
     this.lastHealth = {};
     this.intervalsReceived = 0;
     this.paused = false;
-    this.conn = "connecting";
-    this.backoffMs = BACKOFF_MIN_MS;
+    // onMessage is looked up on each call so a test can wrap view.onMessage.
+    this.socket = new LiveSocket({
+      path: section.dataset.wsPath || "/ws/live/",
+      subscribe: () => ({ v: 1, type: "latency.subscribe", host: this.host, kind: this.kind }),
+      onMessage: (data) => this.onMessage(data),
+      onStatus: () => this.renderStatus(),
+    });
     this.heatmap = new LatencyHeatmap({ heatmap: $("heatmap"), percentiles: $("percentiles"),
       histogram: $("histogram"), maxColumns: KEEP });
     $("series").addEventListener("change", (e) => this.choose(e.target.value));
     $("pause").addEventListener("click", () => this.setPaused(!this.paused));
-    this.connect();
+    this.socket.connect();
     setInterval(() => this.renderStatus(), 1000);
-  }
-
-  connect() {
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${scheme}//${location.host}${this.wsPath}`);
-    this.ws = ws;
-    ws.onopen = () => {
-      this.conn = "connected";
-      ws.send(JSON.stringify({ v: 1, type: "latency.subscribe", host: this.host, kind: this.kind }));
-    };
-    ws.onmessage = (ev) => this.onMessage(ev.data);
-    ws.onclose = (ev) => this.onClose(ev);
-  }
-
-  onClose(ev) {
-    if (ev.target !== this.ws) return;
-    this.ws = null;
-    if (ev.code === CLOSE_NOT_LOGGED_IN) this.conn = "auth";
-    else {
-      this.conn = "reconnecting";
-      this.retryAt = Date.now() + this.backoffMs;
-      setTimeout(() => this.connect(), this.backoffMs);
-      this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
-    }
-    this.renderStatus();
   }
 
   onMessage(data) {
@@ -82,7 +59,7 @@ class LatencyView {
   }
 
   onSnapshot(msg) {
-    this.backoffMs = BACKOFF_MIN_MS;
+    this.socket.resetBackoff();
     this.intervalMs = msg.interval_ms;
     this.intervals = [];
     this.totals.clear();
@@ -160,19 +137,14 @@ class LatencyView {
   }
 
   renderStatus() {
-    const conn = $("conn-banner");
-    if (this.conn === "reconnecting") {
-      const s = Math.max(0, Math.ceil((this.retryAt - Date.now()) / 1000));
-      conn.textContent = `connection lost: reconnecting in ${s}s…`;
-    } else if (this.conn === "auth") conn.textContent = "not logged in — reload to log in";
-    conn.hidden = !(this.conn === "reconnecting" || this.conn === "auth");
+    this.socket.renderBanner($("conn-banner"));
     const hs = this.hostStatus;
     $("host-banner").hidden = !hs || hs.connected;
     if (hs && !hs.connected) {
       const when = hs.last_seen_ms ? new Date(hs.last_seen_ms).toLocaleTimeString() : "never";
       $("host-banner").textContent = `collector disconnected, last seen ${when}`;
     }
-    const parts = [this.conn, `interval ${this.intervalMs || "?"} ms`,
+    const parts = [this.socket.state, `interval ${this.intervalMs || "?"} ms`,
       `${this.intervals.length} intervals`, `series ${this.chosen()}`, "unit µs"];
     if (this.paused) parts.push("PAUSED");
     if (this.lastError) parts.push(this.lastError);
@@ -193,6 +165,6 @@ if (section) {
     heatmap: view.heatmap,
     get columns() { return view.heatmap.columns.length; },
     get intervalsReceived() { return view.intervalsReceived; },
-    get connection() { return view.conn; },
+    get connection() { return view.socket.state; },
   };
 }

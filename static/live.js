@@ -10,13 +10,11 @@ import {
   cloneTree, decodeWire, emptyTree, findPath, functionStats, makeMatcher, matchedSamples, mergeInto,
 } from "./flametree.js";
 import { FlameGraph, fmtWeight } from "./flamegraph.js";
+import { LiveSocket } from "./socket.js";
 import { FunctionTable } from "./table.js";
 
 const RING_MAX = 60; // intervals kept: the longest window, 60 s at 1 s intervals
 const CHART_POINTS = 60;
-const BACKOFF_MIN_MS = 1000;
-const BACKOFF_MAX_MS = 10000;
-const CLOSE_NOT_LOGGED_IN = 4003;
 const HEALTH_LABELS = {
   lost_user_stacks: "lost user stacks",
   lost_kernel_stacks: "lost kernel stacks",
@@ -36,7 +34,6 @@ const fmtTime = (ms) => new Date(ms).toLocaleTimeString();
 class LiveView {
   constructor(section) {
     this.host = section.dataset.host;
-    this.wsPath = section.dataset.wsPath || "/ws/live/";
     // "cpu" weights are samples; "offcpu"/"offwake" weights are µs blocked.
     this.kind = section.dataset.kind || "cpu";
     this.unit = section.dataset.unit || "samples";
@@ -47,9 +44,15 @@ class LiveView {
     this.intervalsReceived = 0;
     this.lastDrawMs = 0;
     this.draws = 0;
-    this.conn = "connecting";
-    this.backoffMs = BACKOFF_MIN_MS;
-    this.retryAt = 0;
+    // Handlers are looked up on each call (not bound once) so tests and the
+    // latency bench can wrap view.onMessage.
+    this.socket = new LiveSocket({
+      path: section.dataset.wsPath || "/ws/live/",
+      subscribe: () => ({ v: 1, type: "live.subscribe", host: this.host, kind: this.kind,
+        ...this.filter }),
+      onMessage: (data) => this.onMessage(data),
+      onStatus: () => this.renderStatus(),
+    });
     this.search = { test: null, error: null };
     this.resetState();
     this.graph = new FlameGraph($("flamegraph"), { onZoom: (p) => this.renderBreadcrumb(p),
@@ -58,7 +61,7 @@ class LiveView {
       unit: this.unit });
     this.bindControls();
     this.renderBreadcrumb(this.graph.zoomPath());
-    this.connect();
+    this.socket.connect();
     setInterval(() => this.renderStatus(), 500); // countdowns and "ago" texts
   }
 
@@ -75,41 +78,7 @@ class LiveView {
     this.lastEnd = 0;
   }
 
-  // ---- connection -------------------------------------------------------
-  connect() {
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${scheme}//${location.host}${this.wsPath}`);
-    this.ws = ws;
-    this.conn = "connecting";
-    ws.onopen = () => {
-      this.conn = "connected";
-      this.subscribe();
-    };
-    ws.onmessage = (ev) => this.onMessage(ev.data);
-    ws.onclose = (ev) => this.onClose(ev);
-    this.renderStatus();
-  }
-
-  subscribe() {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
-    const msg = { v: 1, type: "live.subscribe", host: this.host, kind: this.kind, ...this.filter };
-    this.ws.send(JSON.stringify(msg));
-  }
-
-  onClose(ev) {
-    if (ev.target !== this.ws) return;
-    this.ws = null;
-    if (ev.code === CLOSE_NOT_LOGGED_IN) {
-      this.conn = "auth"; // retrying cannot help until the user logs in again
-    } else {
-      this.conn = "reconnecting";
-      this.retryAt = Date.now() + this.backoffMs;
-      setTimeout(() => this.connect(), this.backoffMs);
-      this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
-    }
-    this.renderStatus();
-  }
-
+  // ---- messages ---------------------------------------------------------
   onMessage(data) {
     let msg;
     try {
@@ -129,7 +98,7 @@ class LiveView {
 
   onSnapshot(msg) {
     this.resetState();
-    this.backoffMs = BACKOFF_MIN_MS;
+    this.socket.resetBackoff();
     this.meta = { interval_ms: msg.interval_ms, frequency_hz: msg.frequency_hz,
       started_ms: msg.started_ms };
     this.filter = { pid: msg.pid ?? null, comm: msg.comm ?? null };
@@ -266,14 +235,7 @@ class LiveView {
   }
 
   renderStatus() {
-    const conn = $("conn-banner");
-    if (this.conn === "reconnecting") {
-      const s = Math.max(0, Math.ceil((this.retryAt - Date.now()) / 1000));
-      conn.textContent = `connection lost: reconnecting in ${s}s…`;
-    } else if (this.conn === "auth") {
-      conn.textContent = "not logged in — reload to log in";
-    }
-    conn.hidden = !(this.conn === "reconnecting" || this.conn === "auth");
+    this.socket.renderBanner($("conn-banner"));
     const hb = $("host-banner");
     const hs = this.hostStatus;
     hb.hidden = !hs || hs.connected;
@@ -284,7 +246,7 @@ class LiveView {
     const tree = this.tree();
     const f = this.filter;
     const parts = [
-      this.conn,
+      this.socket.state,
       `interval ${this.meta.interval_ms} ms`,
       `${this.meta.frequency_hz} Hz`,
       `${fmtWeight(tree.total, this.unit)} in view`,
@@ -379,7 +341,7 @@ class LiveView {
       this.filter = { pid: null, comm: t || null };
     }
     this.lastError = null;
-    this.subscribe();
+    this.socket.subscribe();
     this.renderStatus();
   }
 }
@@ -397,7 +359,7 @@ if (section) {
     get lastDrawMs() { return view.lastDrawMs; },
     get draws() { return view.draws; },
     get intervalsReceived() { return view.intervalsReceived; },
-    get connection() { return view.conn; },
+    get connection() { return view.socket.state; },
     findPath,
     cloneTree,
   };
