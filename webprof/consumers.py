@@ -178,11 +178,10 @@ class CollectorConsumer(RefusingConsumer):
         await self.channel_layer.group_add(group_name(hello.host, "collector"), self.channel_name)
         log.info("collector %s connected from %s", hello.host, peer(self.scope))
         await self.broadcast_status()
-        # The stored selection, only when the collector runs something else:
-        # a matching collector is not disturbed.
-        config = host.collector_config()
-        if sorted(config.collectors) != sorted(hello.collectors):
-            await self.send(encode(config))
+        # The stored selection and options, only when the collector may run
+        # something else (see Host.config_differs): a matching one is left alone.
+        if host.config_differs(hello):
+            await self.send(encode(host.collector_config()))
 
     async def hello_again(self, hello: CollectorHello) -> None:
         """A collector applied a collector.config and says what runs now."""

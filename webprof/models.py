@@ -11,7 +11,13 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
-from .core.protocol import LATENCY_KINDS, PROFILE_KINDS, CollectorConfig, CollectorHello
+from .core.protocol import (
+    LATENCY_KINDS,
+    PROFILE_KINDS,
+    CollectorConfig,
+    CollectorHello,
+    ProtocolError,
+)
 
 # Every collector a host can run, in the order the host page lists them.
 COLLECTOR_KINDS = (*PROFILE_KINDS, *LATENCY_KINDS)
@@ -20,6 +26,17 @@ CONFIGURE_PERMISSION = "webprof.configure_collectors"
 
 def default_wanted() -> list[str]:
     return ["cpu"]
+
+
+def default_options() -> dict[str, Any]:
+    """Collector options nobody chose yet: a collector's own start-up defaults
+    (CollectorConfig's), and ``frequency_hz`` None for "what it runs now"."""
+    return {"frequency_hz": None, "pid": None, "comm": None, "min_block_us": 1,
+            "max_block_us": None, "user_threads_only": True}
+
+
+# The options of a config that are filters; a collector starts without any.
+FILTERS = ("pid", "comm", "min_block_us", "max_block_us", "user_threads_only")
 
 
 class Host(models.Model):
@@ -35,6 +52,9 @@ class Host(models.Model):
     # What a user chose to run on this host; sent to its collector as
     # collector.config on change and whenever it connects running otherwise.
     wanted_collectors = models.JSONField(default=default_wanted, blank=True)
+    # The options chosen with it (keys of default_options()): CPU frequency
+    # and the filters of off-CPU, off-wake and (pid only) latency collectors.
+    collector_options = models.JSONField(default=default_options, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -65,10 +85,37 @@ class Host(models.Model):
         return host
 
     def collector_config(self) -> CollectorConfig:
-        """The stored selection as the message a collector acts on."""
+        """The stored selection and options as the message a collector acts on.
+
+        Options are written only through the host page's form; a row edited
+        into nonsense elsewhere (admin, shell) sends the collectors without
+        filters rather than a config the collector would refuse.
+        """
         wanted = [k for k in COLLECTOR_KINDS if k in (self.wanted_collectors or [])]
-        freq = self.frequency_hz if 1 <= self.frequency_hz <= 999 else 49
-        return CollectorConfig(collectors=wanted, frequency_hz=freq)
+        options = {**default_options(), **(self.collector_options or {})}
+        freq = options["frequency_hz"] or self.frequency_hz
+        if not (isinstance(freq, int) and 1 <= freq <= 999):
+            freq = 49
+        config = CollectorConfig(collectors=wanted, frequency_hz=freq,
+                                 **{k: options[k] for k in FILTERS})
+        try:
+            config.validate()
+        except (ProtocolError, TypeError):
+            return CollectorConfig(collectors=wanted, frequency_hz=freq)
+        return config
+
+    def config_differs(self, hello: CollectorHello) -> bool:
+        """Whether a collector that just said ``hello`` runs other than stored.
+
+        The hello tells collectors and frequency but not filters, so a stored
+        filter is always sent; the collector keeps programs whose options are
+        unchanged, so resending one it already applied restarts nothing.
+        """
+        config = self.collector_config()
+        unfiltered = CollectorConfig(collectors=[])
+        return (sorted(config.collectors) != sorted(hello.collectors)
+                or config.frequency_hz != hello.frequency_hz
+                or any(getattr(config, k) != getattr(unfiltered, k) for k in FILTERS))
 
     @classmethod
     def stored_config(cls, name: str) -> CollectorConfig | None:

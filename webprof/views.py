@@ -1,7 +1,7 @@
 """Pages: the hosts list, a host's overview, and its live views.  All need a login.
 
 ``/hosts/<name>/`` is the host overview (status, links to every view, the
-form that chooses which collectors run); ``/hosts/<name>/cpu/``,
+form that chooses which collectors run and their options); ``/hosts/<name>/cpu/``,
 ``/offcpu/`` and ``/offwake/`` are flame graphs, ``/latency/<kind>/`` a
 heatmap page.
 """
@@ -21,7 +21,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from .consumers import config_event
-from .core.protocol import LATENCY_KINDS, PROFILE_KINDS
+from .core.protocol import LATENCY_KINDS, PROFILE_KINDS, CollectorConfig
+from .forms import CollectorsForm, initial_for
 from .hub import MAX_HOST_NAME, get_hub, group_name
 from .models import COLLECTOR_KINDS, Host, can_configure
 
@@ -34,6 +35,14 @@ VIEWS = {
     "biolat": ("Block I/O latency", "issue to completion per device, heatmap"),
     "syscall": ("Syscall latency", "per syscall name, heatmap"),
 }
+# The host form's option fields, in order, with the hint shown beside each.
+FIELD_HINTS = (
+    ("frequency_hz", "1..999; a prime like 49 or 99 avoids lockstep with timers"),
+    ("pid", "blank: every process"),
+    ("comm", "part of the kernel's 15-byte process name; blank: any"),
+    ("min_block_us", "shorter blocks are not counted; blank: 1"),
+    ("max_block_us", "blank: no maximum"),
+)
 PROFILE_TITLES = {"cpu": "live CPU profile", "offcpu": "live off-CPU time",
                   "offwake": "live off-wake time"}
 
@@ -80,27 +89,63 @@ def host(request: HttpRequest, name: str) -> HttpResponse:
     row = get_host(name)
     if request.method == "POST":
         return choose_collectors(request, row)
+    return render_host(request, row, None)
+
+
+def render_host(request: HttpRequest, row: Host, form: CollectorsForm | None,
+                status: int = 200) -> HttpResponse:
+    """The overview; ``form`` is a refused post to show with its errors."""
     hub = get_hub()
-    running = hub.running(name)
-    wanted = row.wanted_collectors if row.pk else ["cpu"]
+    entry = hub.hosts.get(row.name)
+    hello = entry.hello if entry else None
+    running = list(hello.collectors) if hello else None
+    config = row.collector_config() if row.pk else CollectorConfig(collectors=["cpu"])
+    if form is None:
+        form = CollectorsForm(initial=initial_for(config))
+    picked = form["collectors"].value() or []
     views = [
         {"kind": k, "title": t, "about": a, "running": running is not None and k in running,
-         "url": reverse("profile", args=[name, k]) if k in PROFILE_KINDS
-         else reverse("latency", args=[name, k])}
+         "url": reverse("profile", args=[row.name, k]) if k in PROFILE_KINDS
+         else reverse("latency", args=[row.name, k])}
         for k, (t, a) in VIEWS.items()
     ]
-    choices = [{"kind": k, "title": VIEWS[k][0], "wanted": k in wanted,
+    choices = [{"kind": k, "title": VIEWS[k][0], "wanted": k in picked,
                 "running": running is not None and k in running} for k in COLLECTOR_KINDS]
     context = {
-        "host": row, "connected": hub.is_connected(name), "running": running,
-        "views": views, "choices": choices, "can_configure": can_configure(request.user),
-        "errors": hub.errors(name), "known": bool(row.pk),
+        "host": row, "connected": hub.is_connected(row.name), "running": running,
+        "running_hz": hello.frequency_hz if hello else None,
+        "filters": describe_filters(config), "views": views, "choices": choices,
+        "form": form, "option_sets": [
+            {"legend": "CPU profile", "fields": fields_of(form, FIELD_HINTS[:1])},
+            {"legend": "Off-CPU and off-wake filters (pid also filters the latency collectors)",
+             "fields": fields_of(form, FIELD_HINTS[1:])}],
+        "can_configure": can_configure(request.user),
+        "errors": hub.errors(row.name), "known": bool(row.pk),
     }
-    return render(request, "host.html", context)
+    return render(request, "host.html", context, status=status)
+
+
+def fields_of(form: CollectorsForm, hints: tuple[tuple[str, str], ...]) -> list[dict[str, Any]]:
+    return [{"field": form[name], "hint": hint} for name, hint in hints]
+
+
+def describe_filters(config: CollectorConfig) -> str:
+    """The filters of a config in words, for the page and the confirmation."""
+    parts = []
+    if config.pid is not None:
+        parts.append(f"pid {config.pid}")
+    if config.comm is not None:
+        parts.append(f"process name contains {config.comm!r}")
+    high = "∞" if config.max_block_us is None else f"{config.max_block_us}"
+    parts.append(f"blocked {config.min_block_us}..{high} µs")
+    parts.append("user threads only" if config.user_threads_only else "all threads")
+    return ", ".join(parts)
 
 
 def choose_collectors(request: HttpRequest, row: Host) -> HttpResponse:
-    """Store the selection and send it to the host's collectors as collector.config."""
+    """Validate the form, store it and send it to the host's collectors as
+    collector.config; a refused form is shown again with per-field errors and
+    nothing is stored or sent."""
     if not can_configure(request.user):
         return HttpResponse(
             "You may not choose which collectors run on a host: ask an administrator "
@@ -109,18 +154,18 @@ def choose_collectors(request: HttpRequest, row: Host) -> HttpResponse:
     if not row.pk:
         return HttpResponse(f"No collector has connected as {row.name!r} yet.",
                             status=404, content_type="text/plain; charset=utf-8")
-    chosen = request.POST.getlist("collectors")
-    unknown = [c for c in chosen if c not in COLLECTOR_KINDS]
-    if unknown or len(chosen) > len(COLLECTOR_KINDS):
-        return HttpResponse(f"Unknown collectors: {', '.join(unknown)[:200]}.",
-                            status=400, content_type="text/plain; charset=utf-8")
-    row.wanted_collectors = [k for k in COLLECTOR_KINDS if k in chosen]
-    row.save(update_fields=["wanted_collectors"])
+    form = CollectorsForm(request.POST)
+    if not form.is_valid():
+        return render_host(request, row, form, status=400)
+    row.wanted_collectors = form.chosen()
+    row.collector_options = form.options()
+    row.save(update_fields=["wanted_collectors", "collector_options"])
+    config = row.collector_config()
     layer = get_channel_layer()
-    async_to_sync(layer.group_send)(group_name(row.name, "collector"),
-                                    config_event(row.collector_config()))
-    shown = ", ".join(row.wanted_collectors) or "none"
-    messages.success(request, f"Sent to the collector: run {shown}.")
+    async_to_sync(layer.group_send)(group_name(row.name, "collector"), config_event(config))
+    shown = ", ".join(config.collectors) or "none"
+    messages.success(request, f"Sent to the collector: run {shown} at {config.frequency_hz} Hz; "
+                              f"filters: {describe_filters(config)}.")
     return redirect("host", row.name)
 
 

@@ -224,3 +224,113 @@ async def test_one_socket_holds_a_profile_and_a_latency_subscription(session_coo
     assert await live.receive_nothing(timeout=0.2)
     await col.disconnect()
     await live.disconnect()
+
+
+FILTERS_POST = {"collectors": ["cpu", "offcpu", "offwake"], "frequency_hz": "99", "pid": "4242",
+                "comm": "postgres", "min_block_us": "250", "max_block_us": "5000000",
+                "threads": "all"}
+
+
+async def test_post_with_filters_reaches_collector_and_page(django_user_model):
+    col = await collector()
+    await col.send_to(text_data=hello())
+    await applied_hello("box1")
+    client = await sync_to_async(make_client)(django_user_model, "hana", permitted=True)
+    resp = await sync_to_async(client.post)("/hosts/box1/", FILTERS_POST)
+    assert resp.status_code == 302
+    msg = await receive(col)
+    assert msg["type"] == "collector.config"
+    assert msg["collectors"] == ["cpu", "offcpu", "offwake"] and msg["frequency_hz"] == 99
+    assert (msg["pid"], msg["comm"], msg["min_block_us"], msg["max_block_us"]) == (
+        4242, "postgres", 250, 5_000_000)
+    assert msg["user_threads_only"] is False
+    host = await database_sync_to_async(Host.objects.get)(name="box1")
+    assert host.collector_options["comm"] == "postgres"
+    # The collector applies it and says so: the page shows what runs, what was sent,
+    # and the form keeps the stored values.
+    await col.send_to(text_data=encode(CollectorHello(
+        host="box1", kernel="6.18.0", collectors=["cpu", "offcpu", "offwake"], frequency_hz=99,
+        interval_ms=1000, agent_version="test")))
+    await col.send_to(text_data=latency_delta(0))  # ordered after the hello: a barrier
+    await applied("box1", 1, kind="syscall")
+    page = (await sync_to_async(client.get)("/hosts/box1/")).content.decode()
+    assert '<strong id="running">cpu, offcpu, offwake</strong>' in page
+    assert '<strong id="running-hz">99</strong>' in page
+    assert "pid 4242, process name contains &#x27;postgres&#x27;, blocked 250..5000000 µs, " \
+           "all threads" in page
+    assert 'value="postgres"' in page and 'value="4242"' in page and 'value="99"' in page
+    assert 'value="all" id="id_threads_1" checked' in field_block(page, "threads")
+    # Reconnecting with the same collectors still gets the filters: its hello cannot say
+    # which filters run.
+    await col.disconnect()
+    again = await collector()
+    await again.send_to(text_data=encode(CollectorHello(
+        host="box1", kernel="6.18.0", collectors=["cpu", "offcpu", "offwake"], frequency_hz=99,
+        interval_ms=1000, agent_version="test")))
+    msg = await receive(again)
+    assert msg["type"] == "collector.config" and msg["comm"] == "postgres"
+    await again.disconnect()
+
+
+def field_block(page: str, name: str) -> str:
+    """The HTML of one field's box on the host form (label, input, errors)."""
+    start = page.index(f'id="field-{name}"')
+    return page[start:page.index("</div>", start)]
+
+
+BAD_FIELDS = [
+    ("frequency_hz", "0", "The frequency must be at least 1 Hz."),
+    ("frequency_hz", "1000", "The frequency must be at most 999 Hz."),
+    ("frequency_hz", "fast", "The frequency must be a whole number of Hz, 1 to 999."),
+    ("pid", "0", "A pid is at least 1."),
+    ("pid", str(2**22), "A pid is at most 4194303 (2^22 - 1)."),
+    ("pid", "12ab", "A pid is a whole number."),
+    ("comm", "a" * 16, "A process name has at most 15 characters"),
+    ("comm", "bell\x07", "A process name must be printable text"),
+    ("comm", "ä" * 8, "A process name has at most 15 bytes in UTF-8."),
+    ("min_block_us", "-1", "A block time cannot be negative."),
+    ("max_block_us", "-5", "A block time cannot be negative."),
+    ("max_block_us", "99", "The maximum block time must not be below the minimum block time."),
+    ("threads", "kernel", "Select a valid choice. kernel is not one of the available choices."),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "error"), BAD_FIELDS)
+async def test_each_bad_field_is_refused_by_the_field(django_user_model, field, value, error):
+    col = await collector()
+    await col.send_to(text_data=hello())
+    await applied_hello("box1")
+    client = await sync_to_async(make_client)(django_user_model, "ivan", staff=True)
+    post = {**FILTERS_POST, "min_block_us": "100", field: value}
+    resp = await sync_to_async(client.post)("/hosts/box1/", post)
+    assert resp.status_code == 400
+    page = resp.content.decode()
+    assert error in field_block(page, field), field_block(page, field)
+    assert page.count('class="field-error"') == 1  # only by that field
+    assert await col.receive_nothing(timeout=0.2)
+    host = await database_sync_to_async(Host.objects.get)(name="box1")
+    assert host.wanted_collectors == ["cpu"] and host.collector_options["pid"] is None
+    await col.disconnect()
+
+
+def test_bad_collector_name_is_shown_by_the_checkboxes(django_user_model):
+    Host.objects.create(name="db-7", collectors=["cpu"])
+    client = make_client(django_user_model, "judy", staff=True)
+    resp = client.post("/hosts/db-7/", {"collectors": ["offcpu", "kprobe_everything"],
+                                        "pid": "17"})
+    assert resp.status_code == 400
+    page = resp.content.decode()
+    assert 'id="id_collectors_error"' in page and "kprobe_everything is not one of" in page
+    # What was posted is shown again, not the stored values.
+    assert 'value="offcpu" checked' in page and 'value="17"' in page
+
+
+def test_get_form_defaults_and_stored_config_is_valid_even_if_row_is_not():
+    host = Host.objects.create(name="db-8", frequency_hz=97)
+    config = host.collector_config()
+    assert (config.frequency_hz, config.pid, config.min_block_us, config.user_threads_only) == (
+        97, None, 1, True)
+    # A row edited into nonsense outside the form sends collectors without filters.
+    host.collector_options = {"pid": "all of them", "min_block_us": 10, "max_block_us": 2}
+    config = host.collector_config()
+    assert config.pid is None and config.max_block_us is None and config.collectors == ["cpu"]
