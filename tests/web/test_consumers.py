@@ -6,6 +6,7 @@ import pytest
 from channels.db import database_sync_to_async
 from wshelpers import (
     applied,
+    applied_hello,
     browser,
     closed_with,
     collector,
@@ -75,6 +76,7 @@ async def test_snapshot_holds_earlier_intervals_once(session_cookie):
 async def test_filters_are_per_subscriber(session_cookie):
     col = await collector()
     await col.send_to(text_data=hello())
+    await applied_hello("box1")
     everything = await subscribe(session_cookie)
     db_only = await subscribe(session_cookie, comm="DB")
     by_pid = await subscribe(session_cookie, pid=42)
@@ -232,6 +234,7 @@ async def test_same_filter_is_built_once_for_many_browsers(session_cookie, monke
     monkeypatch.setattr(LiveState, "interval_message", counting)
     col = await collector()
     await col.send_to(text_data=hello())
+    await applied_hello("box1")
     browsers = [await subscribe(session_cookie) for _ in range(5)]
     for live in browsers:
         await receive(live)

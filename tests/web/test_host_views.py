@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import Permission
 from django.test import Client
-from wshelpers import applied, browser, collector, hello, receive
+from wshelpers import applied, applied_hello, browser, collector, hello, receive
 
 from webprof.core.protocol import CollectorHello, LatencyDelta, ProfileDelta, encode
 from webprof.hub import LATENCY_MAX_SERIES
@@ -68,18 +68,6 @@ async def test_permitted_user_post_sends_config_to_collector(django_user_model):
     host = await database_sync_to_async(Host.objects.get)(name="box1")
     assert host.collectors == ["cpu", "offwake"]
     await col.disconnect()
-
-
-async def applied_hello(host: str) -> None:
-    import asyncio
-
-    from webprof.hub import get_hub
-
-    for _ in range(200):
-        if get_hub().running(host) is not None:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("hello not applied")
 
 
 async def test_user_without_permission_gets_403_and_nothing_is_sent(django_user_model):

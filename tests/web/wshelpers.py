@@ -99,3 +99,17 @@ async def applied(host: str, serial: int, timeout: float = 2, kind: str = "cpu")
 
 def subscribe_text(host: str = "box1", **flt: Any) -> str:
     return json.dumps({"v": 1, "type": "live.subscribe", "host": host, **flt})
+
+
+async def applied_hello(host: str, timeout: float = 2) -> None:
+    """Wait until the hub has the host's hello, so that the connect broadcast
+    (host.status) cannot race a browser that subscribes next."""
+    import asyncio
+
+    from webprof.hub import get_hub
+
+    for _ in range(int(timeout / 0.01)):
+        if get_hub().running(host) is not None:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"hello from {host!r} not applied within {timeout} s")
