@@ -120,7 +120,10 @@ def test_offwake_joins_pipe_read_to_feeder(offcpu_split: Path) -> None:
     fed = sum(us for f, us in reads if WAKER_SEPARATOR in f
               and "feed" in f[f.index(WAKER_SEPARATOR):])
     total = sum(us for _, us in reads)
-    assert fed / total > 0.95, (fed, total, reads[:3])
+    # A wakeup recorded just before a drain lands in the other buffer set and
+    # is counted in lost_events instead of joined; under load that reached
+    # 5 % of the blocked time, so require 90 %, not everything.
+    assert fed / total > 0.90, (fed, total, reads[:3])
     frames = next(f for f, _ in reads if "feed" in f)
     waker = frames[frames.index(WAKER_SEPARATOR) + 1:]
     # Innermost first, then the waker's comm: the kernel wake-up path, then
