@@ -17,23 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import socket
 import struct
 import sys
-import threading
 import time
 from pathlib import Path
 
-from collectors import bcc_env, histogram, syscalls
+from collectors import bcc_env, histogram, record, syscalls
 from collectors.maps import BatchUnsupported, drain_hash_batch, drain_hash_slow
 from webprof.core.protocol import HEALTH_KEYS, LatencyDelta
 
 BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 NSLOTS = 41  # MAX_SLOT + 1 in the programs
 FLIP_GRACE_S = 0.002  # tracepoint programs run for microseconds; see cpu.py
-EXIT_NO_BPF = 2
 DEFAULT_MAX_SERIES = 20
 OTHER = "other"
 
@@ -291,29 +287,26 @@ COLLECTORS: dict[str, type[LatencyCollector]] = {
 
 # -- webprof record runqlat|biolat|syscall -------------------------------------
 def record_main(args: argparse.Namespace) -> int:
-    problem = bcc_env.check_privileges()
-    if problem:
-        print(f"webprof record: cannot load eBPF programs: {problem}", file=sys.stderr)
-        return EXIT_NO_BPF
-    if args.pid is not None and not os.path.exists(f"/proc/{args.pid}"):
-        print(f"webprof record: no process with pid {args.pid}", file=sys.stderr)
-        return 1
+    """``webprof record runqlat|biolat|syscall``: log2 histograms, JSON or text."""
+    code = record.preflight(args.pid)
+    if code is not None:
+        return code
     try:
         collector = COLLECTORS[args.kind](pid=args.pid, max_series=None)
     except ValueError as exc:
         print(f"webprof record {args.kind}: {exc}", file=sys.stderr)
         return 1
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        series, health = _record(collector, args.duration, args.pid, stop)
-    except bcc_env.BpfUnavailable as exc:
-        print(f"webprof record: {exc}", file=sys.stderr)
-        return EXIT_NO_BPF
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    series: dict[str, list[list[int]]] = {}
+    health: dict[str, int] = {}
+
+    def add(delta: LatencyDelta) -> None:
+        record.add_health(health, delta)
+        for name, buckets in delta.series.items():
+            series[name] = histogram.merge(series.get(name, []), buckets)
+
+    code = record.run(collector, args.duration, args.pid, add)
+    if code is not None:
+        return code
     if args.kind == "runqlat":
         series = _cap_buckets(series)
     if args.format == "json":
@@ -321,47 +314,8 @@ def record_main(args: argparse.Namespace) -> int:
     else:
         label = {"runqlat": "task", "biolat": "disk", "syscall": "syscall"}[args.kind]
         text = histogram.render_all(series, label=label)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    summary = ", ".join(f"{k} {v}" for k, v in health.items() if v)
-    where = f" -> {args.output}" if args.output else ""
-    print(f"webprof record: {len(series)} series ({summary or 'no events'}){where}",
-          file=sys.stderr)
+    record.finish(text, args.output, f"{len(series)} series", health, "no events")
     return 0
-
-
-def _record(collector: LatencyCollector, duration_s: float, pid: int | None,
-            stop: threading.Event) -> tuple[dict[str, list[list[int]]], dict[str, int]]:
-    """Drain every second until the duration ends, the process exits or stop is set."""
-    series: dict[str, list[list[int]]] = {}
-    health: dict[str, int] = {}
-    tty = sys.stderr.isatty()
-
-    def add(delta: LatencyDelta) -> None:
-        for key, value in delta.health.items():
-            health[key] = health.get(key, 0) + value
-        for name, buckets in delta.series.items():
-            series[name] = histogram.merge(series.get(name, []), buckets)
-
-    with collector:
-        end = time.monotonic() + duration_s
-        while not stop.is_set():
-            left = end - time.monotonic()
-            if left <= 0 or (pid is not None and not os.path.exists(f"/proc/{pid}")):
-                break
-            if tty:
-                print(f"\rrecording: {left:4.0f} s left (Ctrl-C to stop) ", end="",
-                      file=sys.stderr, flush=True)
-            stop.wait(min(1.0, left))
-            add(collector.drain())
-        add(collector.drain())
-    if tty:
-        print("\r" + " " * 40 + "\r", end="", file=sys.stderr, flush=True)
-    return series, health
 
 
 def _cap_buckets(series: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:

@@ -18,15 +18,13 @@ from __future__ import annotations
 import argparse
 import ctypes as ct
 import os
-import signal
 import socket
 import struct
 import sys
-import threading
 import time
 from pathlib import Path
 
-from collectors import bcc_env
+from collectors import bcc_env, record
 from collectors.maps import (
     BatchUnsupported,
     StackReader,
@@ -49,7 +47,6 @@ KERNEL_HEALTH = ("samples", "lost_user_stacks", "lost_kernel_stacks", "stack_map
                  "counts_map_full", "start_map_full", "filtered", "lost_events", None)
 FLIP_GRACE_S = 0.002  # programs still using the old set finish within microseconds
 PURGE_EVERY_S = 10.0  # how often start entries of vanished threads are purged
-EXIT_NO_BPF = 2
 
 
 class OffCpuCollector:
@@ -288,14 +285,10 @@ def _now_ms() -> int:
 
 # -- webprof record offcpu|offwake ---------------------------------------------
 def record_main(args: argparse.Namespace) -> int:
-    """Record for ``args.duration`` s and write folded stacks whose values are us."""
-    problem = bcc_env.check_privileges()
-    if problem:
-        print(f"webprof record: cannot load eBPF programs: {problem}", file=sys.stderr)
-        return EXIT_NO_BPF
-    if args.pid is not None and not os.path.exists(f"/proc/{args.pid}"):
-        print(f"webprof record: no process with pid {args.pid}", file=sys.stderr)
-        return 1
+    """``webprof record offcpu|offwake``: folded stacks in microseconds."""
+    code = record.preflight(args.pid)
+    if code is not None:
+        return code
     try:
         collector = OffCpuCollector(kind=args.kind, pid=args.pid, min_block_us=args.min_block_us,
                                     max_block_us=args.max_block_us,
@@ -303,58 +296,11 @@ def record_main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"webprof record: {exc}", file=sys.stderr)
         return 1
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        folded, health = _record(collector, args.duration, args.pid, stop)
-    except bcc_env.BpfUnavailable as exc:
-        print(f"webprof record: {exc}", file=sys.stderr)
-        return EXIT_NO_BPF
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    text = "".join(f"{stack} {us}\n" for stack, us in sorted(folded.items()))
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    summary = ", ".join(f"{k} {v}" for k, v in health.items() if v)
-    where = f" -> {args.output}" if args.output else ""
-    print(f"webprof record: {len(folded)} stacks, values in microseconds "
-          f"({summary or 'nothing blocked'}){where}", file=sys.stderr)
+    folded = record.FoldedStacks()
+    code = record.run(collector, args.duration, args.pid, folded.add)
+    if code is not None:
+        return code
+    record.finish(folded.text(), args.output,
+                  f"{len(folded.counts)} stacks, values in microseconds", folded.health,
+                  "nothing blocked")
     return 0
-
-
-def _record(collector: OffCpuCollector, duration_s: float, pid: int | None,
-            stop: threading.Event) -> tuple[dict[str, int], dict[str, int]]:
-    """Drain every second until the duration ends, the process exits or stop is set."""
-    folded: dict[str, int] = {}
-    health: dict[str, int] = {}
-    tty = sys.stderr.isatty()
-    with collector:
-        end = time.monotonic() + duration_s
-        while not stop.is_set():
-            left = end - time.monotonic()
-            if left <= 0 or (pid is not None and not os.path.exists(f"/proc/{pid}")):
-                break
-            if tty:
-                print(f"\rrecording {collector.kind}: {left:4.0f} s left (Ctrl-C to stop) ",
-                      end="", file=sys.stderr, flush=True)
-            stop.wait(min(1.0, left))
-            _add(folded, health, collector.drain())
-        _add(folded, health, collector.drain())
-    if tty:
-        print("\r" + " " * 50 + "\r", end="", file=sys.stderr, flush=True)
-    return folded, health
-
-
-def _add(folded: dict[str, int], health: dict[str, int], delta: ProfileDelta) -> None:
-    for key, value in delta.health.items():
-        health[key] = health.get(key, 0) + value
-    for _pid, comm, frames, us in delta.iter_stacks():
-        # Folded lines split on ';' and the last space: keep names free of ';'.
-        line = ";".join(name.replace(";", ":") for name in (comm, *frames))
-        folded[line] = folded.get(line, 0) + us
