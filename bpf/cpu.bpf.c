@@ -46,8 +46,9 @@
  *   get_stackid -EFAULT: no stack could be read.  Counted as a lost user stack
  *   only when the sample interrupted user mode and as a lost kernel stack only
  *   when it interrupted kernel mode (user-mode samples have no kernel stack,
- *   kernel threads no user stack: both normal).  Any other error (-EEXIST hash
- *   collision, -ENOMEM) means the stack map is too small: H_STACK_FULL.
+ *   kernel threads no user stack: both normal); so is any other error but
+ *   -EEXIST (hash collision) and -ENOMEM, which mean the stack map is too
+ *   small: H_STACK_FULL.
  *   A counts insert that fails (map full) is counted in H_COUNTS_FULL.
  *
  * PARAMETERS (-D cflags only)
@@ -117,11 +118,11 @@ static __always_inline void check_stack_id(u32 set, s32 id, int in_this_mode,
 {
     if (id >= 0)
         return;
-    if (id == -EFAULT) {
-        if (in_this_mode)
-            bump(set, lost_index);
-    } else {
+    if (id == -EEXIST || id == -ENOMEM) {
         bump(set, H_STACK_FULL);
+    } else if (in_this_mode) {
+        /* -EFAULT, or -EPERM for tasks with no user context to walk. */
+        bump(set, lost_index);
     }
 }
 

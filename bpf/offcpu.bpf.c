@@ -64,7 +64,10 @@
  * ERRORS, COUNTED NOT HIDDEN
  *   get_stackid -EFAULT: no kernel stack (H_LOST_KERNEL); a missing user
  *   stack is a kernel thread (see above), so H_LOST_USER stays 0 here;
- *   any other error: stack map too small (H_STACK_FULL).  start/wakers insert
+ *   -EEXIST (hash collision) or -ENOMEM: stack map too small (H_STACK_FULL).
+ *   Other errors (-EPERM: a task with no user context to walk, e.g. one
+ *   exiting) are not a full map: a kernel stack counts as lost, a user stack
+ *   is simply absent.  start/wakers insert
  *   failed: H_START_FULL.  counts insert failed: H_COUNTS_FULL.  OFFWAKE: a
  *   waker recorded in the other set than the blocked stack cannot be joined
  *   (its ids name another map) and is dropped from the key: H_LOST_WAKER.
@@ -160,7 +163,7 @@ static __always_inline void check_stack_id(s32 id, int lost_index)
 {
     if (id >= 0)
         return;
-    bump(id == -EFAULT ? lost_index : H_STACK_FULL);
+    bump(id == -EEXIST || id == -ENOMEM ? H_STACK_FULL : lost_index);
 }
 
 static __always_inline u32 active_set(void)
@@ -238,7 +241,7 @@ static __always_inline void switch_out(void *ctx, u32 tid, long state)
     }
 #endif
     /* -EFAULT here is a kernel thread (ALL_THREADS): normal, not a loss. */
-    if (entry.user_stack_id < 0 && entry.user_stack_id != -EFAULT)
+    if (entry.user_stack_id == -EEXIST || entry.user_stack_id == -ENOMEM)
         bump(H_STACK_FULL);
     check_stack_id(entry.kernel_stack_id, H_LOST_KERNEL);
     entry.tgid = pid_tgid >> 32;
@@ -313,7 +316,7 @@ static __always_inline void on_wakeup(void *ctx, u32 wakee)
     if (!start.lookup(&wakee))
         return;  /* not a thread we are timing (filtered, or never blocked) */
     waker.set = current_stacks(ctx, &waker.user_stack_id, &waker.kernel_stack_id);
-    if (waker.user_stack_id < 0 && waker.user_stack_id != -EFAULT)
+    if (waker.user_stack_id == -EEXIST || waker.user_stack_id == -ENOMEM)
         bump(H_STACK_FULL);
     check_stack_id(waker.kernel_stack_id, H_LOST_KERNEL);
     waker.tgid = bpf_get_current_pid_tgid() >> 32;
