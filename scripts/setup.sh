@@ -73,7 +73,7 @@ apt_install() {
 }
 
 # --- 2. Debian packages ----------------------------------------------------------------
-REQUIRED_PKGS=(bpfcc-tools python3-bpfcc libbpfcc python3-venv gcc make)
+REQUIRED_PKGS=(bpfcc-tools python3-bpfcc libbpfcc python3-venv gcc make golang-go)
 if is_ubuntu; then
     # Ubuntu's chromium is a snap; perf comes in kernel-specific linux-tools packages.
     OPTIONAL_PKGS=(chromium chromium-driver "linux-tools-$KREL" linux-tools-common)
