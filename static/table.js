@@ -24,7 +24,9 @@ export class FunctionTable {
     this.table = table;
     this.fmt = unit === "us" ? fmtUs : (v) => String(v);
     this.onSelect = onSelect;
-    this.sortKey = "self";
+    // Every off-CPU stack ends in the scheduler, so "self" says little there:
+    // time-weighted tables open sorted by total instead.
+    this.sortKey = unit === "us" ? "total" : "self";
     this.descending = true;
     this.rows = [];
     this.selected = null;
