@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
+from pathlib import Path
+from typing import Any
 
 KERNEL_SOURCE_FILE = "/var/cache/webprof/kernel-source"
 PROC_MOUNTS = "/proc/mounts"
@@ -128,3 +131,35 @@ def prepare() -> None:
     source = configured_kernel_source()
     if source and not os.environ.get("BCC_KERNEL_SOURCE"):
         os.environ["BCC_KERNEL_SOURCE"] = source
+
+
+# Collectors keep two sets of maps and switch the kernel between them at each
+# drain.  A program that read the old set index just before the switch may
+# still be writing to that set; tracepoint and perf-event programs run for
+# microseconds, so 2 ms lets them finish before the old set is read (the same
+# idea as an RCU grace period).
+FLIP_GRACE_S = 0.002
+
+
+def load(source: Path, cflags: list[str]) -> Any:
+    """:func:`prepare`, then compile ``source`` with bcc (tracepoint programs
+    attach themselves on load).  Compile or attach errors become
+    :class:`BpfUnavailable` with a pointer to ``webprof doctor``."""
+    prepare()
+    from bcc import BPF
+
+    try:
+        return BPF(src_file=str(source).encode(), cflags=cflags)
+    except Exception as exc:  # bcc raises plain Exception on compile/attach errors
+        raise BpfUnavailable(
+            f"bcc could not load {source.name} ({exc}); run `webprof doctor`"
+        ) from None
+
+
+def flip_set(bpf: Any, active: int) -> int:
+    """Point the programs at the other map set; return it once writers to
+    ``active`` have finished."""
+    control = bpf[b"control"]
+    control[control.Key(0)] = control.Leaf(1 - active)
+    time.sleep(FLIP_GRACE_S)
+    return 1 - active

@@ -41,10 +41,6 @@ TASK = struct.Struct("<I16s")  # struct task_t
 # Order of enum health_index in cpu.bpf.c.
 KERNEL_HEALTH = ("samples", "lost_user_stacks", "lost_kernel_stacks",
                  "stack_map_full", "counts_map_full")
-# After flipping sets, programs that read the old index may still be running
-# on other CPUs.  A perf-event program runs for microseconds, so 2 ms is a
-# generous grace period (the same idea as an RCU grace period).
-FLIP_GRACE_S = 0.002
 EXPIRE_EVERY_S = 10.0  # symbol snapshots of exited processes are kept 60 s anyway
 _CACHE_MAX = 200_000  # stack names kept across intervals (callers + leaves)
 
@@ -96,15 +92,9 @@ class CpuCollector:
         return flags
 
     def __enter__(self) -> CpuCollector:
-        bcc_env.prepare()
-        from bcc import BPF, PerfSWConfig, PerfType
+        self._bpf = bcc_env.load(BPF_SOURCE, self.cflags())
+        from bcc import PerfSWConfig, PerfType
 
-        try:
-            self._bpf = BPF(src_file=str(BPF_SOURCE).encode(), cflags=self.cflags())
-        except Exception as exc:  # bcc raises plain Exception on compile errors
-            raise bcc_env.BpfUnavailable(
-                f"bcc could not compile {BPF_SOURCE.name} ({exc}); run `webprof doctor`"
-            ) from None
         try:
             self._bpf[b"new_tasks"].open_perf_buffer(self._on_new_task, page_cnt=16,
                                                     lost_cb=self._on_lost_tasks)
@@ -155,11 +145,8 @@ class CpuCollector:
         """Flip the kernel to the other set, then take and clear the old set's counts."""
         bpf = self._require()
         old = self._set
-        self._set = 1 - old
-        control = bpf[b"control"]
-        control[control.Key(0)] = control.Leaf(self._set)
         now = _now_ms()
-        time.sleep(FLIP_GRACE_S)
+        self._set = bcc_env.flip_set(bpf, old)
         table = bpf[f"counts{old}".encode()]
         counts = None
         if self._batch_ok:

@@ -29,7 +29,6 @@ from webprof.core.protocol import HEALTH_KEYS, LatencyDelta
 
 BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 NSLOTS = 41  # MAX_SLOT + 1 in the programs
-FLIP_GRACE_S = 0.002  # tracepoint programs run for microseconds; see cpu.py
 DEFAULT_MAX_SERIES = 20
 OTHER = "other"
 
@@ -68,18 +67,7 @@ class LatencyCollector:
         return flags
 
     def __enter__(self) -> LatencyCollector:
-        problem = bcc_env.check_privileges()
-        if problem:
-            raise bcc_env.BpfUnavailable(problem)
-        bcc_env.prepare()
-        from bcc import BPF
-
-        path = BPF_DIR / self.source
-        try:
-            self._bpf = BPF(src_file=str(path).encode(), cflags=self.cflags())
-        except Exception as exc:  # bcc raises plain Exception on compile/attach errors
-            raise bcc_env.BpfUnavailable(
-                f"bcc could not load {path.name} ({exc}); run `webprof doctor`") from None
+        self._bpf = bcc_env.load(BPF_DIR / self.source, self.cflags())
         self._start_ms = _now_ms()
         return self
 
@@ -96,11 +84,8 @@ class LatencyCollector:
         """Histograms since the previous drain, named, as one protocol message."""
         bpf = self._require()
         old = self._set
-        self._set = 1 - old
-        control = bpf[b"control"]
-        control[control.Key(0)] = control.Leaf(self._set)
         now = _now_ms()
-        time.sleep(FLIP_GRACE_S)  # let programs that read the old index finish
+        self._set = bcc_env.flip_set(bpf, old)
         entries = self._take(bpf[f"hist{old}".encode()])
         slots: dict[str, dict[int, int]] = {}
         for raw_key, count in entries:

@@ -45,7 +45,6 @@ WAKER = struct.Struct("<IIii16s")  # struct waker_t: tgid, set, user, kernel, co
 # (None: kept for totals() only).
 KERNEL_HEALTH = ("samples", "lost_user_stacks", "lost_kernel_stacks", "stack_map_full",
                  "counts_map_full", "start_map_full", "filtered", "lost_events", None)
-FLIP_GRACE_S = 0.002  # programs still using the old set finish within microseconds
 PURGE_EVERY_S = 10.0  # how often start entries of vanished threads are purged
 
 
@@ -97,15 +96,7 @@ class OffCpuCollector:
         return flags
 
     def __enter__(self) -> OffCpuCollector:
-        bcc_env.prepare()
-        from bcc import BPF
-
-        try:  # TRACEPOINT_PROBE programs attach themselves on load
-            self._bpf = BPF(src_file=str(BPF_SOURCE).encode(), cflags=self.cflags())
-        except Exception as exc:  # bcc raises plain Exception on compile/attach errors
-            raise bcc_env.BpfUnavailable(
-                f"bcc could not load {BPF_SOURCE.name} ({exc}); run `webprof doctor`"
-            ) from None
+        self._bpf = bcc_env.load(BPF_SOURCE, self.cflags())
         self.symbolizer.kernel_frames([])  # load /proc/kallsyms now, not in the first drain
         self._start_ms = _now_ms()
         return self
@@ -128,11 +119,8 @@ class OffCpuCollector:
         """Blocked time since the previous drain, symbolized, as one protocol message."""
         bpf = self._require()
         old = self._set
-        self._set = 1 - old
-        control = bpf[b"control"]
-        control[control.Key(0)] = control.Leaf(self._set)
         now = _now_ms()
-        time.sleep(FLIP_GRACE_S)
+        self._set = bcc_env.flip_set(bpf, old)
         pending = self._pending_stack_ids(old)  # before the counts: see the BPF header
         table = bpf[f"counts{old}".encode()]
         counts = [(self._key.unpack(k), us) for k, us in self._take_counts(table)]
