@@ -64,6 +64,7 @@
 #define MEMBERS_SIZE 4096
 #endif
 #define MAX_SLOT 40
+#include "log2.h"
 #define NSLOTS (MAX_SLOT + 1)
 #define BLOCKED_STATES 0xff
 #define COMM_LEN 16
@@ -104,22 +105,6 @@ static __always_inline u32 active_set(void)
     u32 zero = 0;
     u32 *active = control.lookup(&zero);
     return (active && *active == 1) ? 1 : 0;
-}
-
-static __always_inline u32 log2_slot(u64 v)
-{
-    u32 r = 0;
-
-    if (v == 0)
-        return 0;
-    if (v >> 32) { v >>= 32; r += 32; }
-    if (v >> 16) { v >>= 16; r += 16; }
-    if (v >> 8) { v >>= 8; r += 8; }
-    if (v >> 4) { v >>= 4; r += 4; }
-    if (v >> 2) { v >>= 2; r += 2; }
-    if (v >> 1) { r += 1; }
-    r += 1;
-    return r > MAX_SLOT ? MAX_SLOT : r;
 }
 
 /* Is tid a thread of the filtered process?  Always yes without a filter. */

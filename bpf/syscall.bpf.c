@@ -59,6 +59,7 @@
 #define NR_EXIT_GROUP -1
 #endif
 #define MAX_SLOT 40
+#include "log2.h"
 
 enum health_index {
     H_SAMPLES,
@@ -85,22 +86,6 @@ static __always_inline void bump(u32 set, int index)
     u64 *value = health.lookup(&slot);
     if (value)
         (*value)++;  /* per-CPU slot: no atomic needed */
-}
-
-static __always_inline u32 log2_slot(u64 v)
-{
-    u32 r = 0;
-
-    if (v == 0)
-        return 0;
-    if (v >> 32) { v >>= 32; r += 32; }
-    if (v >> 16) { v >>= 16; r += 16; }
-    if (v >> 8) { v >>= 8; r += 8; }
-    if (v >> 4) { v >>= 4; r += 4; }
-    if (v >> 2) { v >>= 2; r += 2; }
-    if (v >> 1) { r += 1; }
-    r += 1;  /* floor(log2(v)) + 1: [2^(r-1), 2^r) */
-    return r > MAX_SLOT ? MAX_SLOT : r;
 }
 
 static __always_inline u32 active_set(void)

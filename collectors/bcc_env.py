@@ -149,7 +149,8 @@ def load(source: Path, cflags: list[str]) -> Any:
     from bcc import BPF
 
     try:
-        return BPF(src_file=str(source).encode(), cflags=cflags)
+        # -I: programs include shared map-free helpers (bpf/log2.h).
+        return BPF(src_file=str(source).encode(), cflags=[f"-I{source.parent}", *cflags])
     except Exception as exc:  # bcc raises plain Exception on compile/attach errors
         raise BpfUnavailable(
             f"bcc could not load {source.name} ({exc}); run `webprof doctor`"
