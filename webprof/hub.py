@@ -29,7 +29,6 @@ neither Django nor bcc.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import re
 import time
@@ -42,12 +41,10 @@ from typing import Any, ParamSpec, TypeVar
 from .core.live import (
     DEFAULT_KEEP_INTERVALS,
     DEFAULT_MAX_NODES,
-    IntervalRecord,
     LiveState,
     ProcessFilter,
 )
 from .core.protocol import (
-    PROFILE_KINDS,
     CollectorHello,
     HostStatus,
     LatencyDelta,
@@ -111,49 +108,29 @@ class EncodedCache:
 
 @dataclass
 class ProfileStream:
-    """One profile kind of one host: its LiveState and records by serial."""
+    """One profile kind of one host: its LiveState and encoded-message caches."""
 
-    kind: str
     state: LiveState
-    records: deque[tuple[int, IntervalRecord]]
-    serial: int = 0
     cache: EncodedCache = field(default_factory=EncodedCache)
     # Latest snapshot per filter as (serial, text): snapshots are megabytes, so
     # only the one matching the current serial is worth keeping.
     snapshots: dict[ProcessFilter, tuple[int, str]] = field(default_factory=dict)
 
-    def record(self, serial: int) -> IntervalRecord | None:
-        for s, rec in reversed(self.records):
-            if s == serial:
-                return rec
-            if s < serial:
-                break
-        return None
-
     def snapshot_text(self, flt: ProcessFilter) -> tuple[str, int]:
         cached = self.snapshots.get(flt)
-        if cached is None or cached[0] != self.serial:
+        if cached is None or cached[0] != self.state.serial:
             if len(self.snapshots) >= SNAPSHOT_FILTERS_PER_STREAM:
                 self.snapshots.clear()
-            # LiveState is kind-agnostic: the kind and the unit of its weights
-            # are stamped on here.
-            snap = dataclasses.replace(
-                self.state.snapshot(flt), kind=self.kind, unit=PROFILE_KINDS[self.kind]
-            )
-            cached = (self.serial, encode(snap))
+            cached = (self.state.serial, encode(self.state.snapshot(flt)))
             self.snapshots[flt] = cached
         return cached[1], cached[0]
 
     def interval_text(self, serial: int, flt: ProcessFilter) -> str | None:
-        record = self.record(serial)
+        record = self.state.record(serial)
         if record is None:
             return None
-
-        def build() -> str:
-            msg = self.state.interval_message(record, flt)
-            return encode(dataclasses.replace(msg, kind=self.kind))
-
-        return self.cache.get(("interval", serial, flt), build)
+        return self.cache.get(("interval", serial, flt),
+                              lambda: encode(self.state.interval_message(record, flt)))
 
 
 @dataclass
@@ -275,8 +252,8 @@ class Hub:
         entry = self.entry(host)
         stream = entry.profiles.get(kind)
         if stream is None:
-            state = LiveState(host, keep_intervals=self.keep_intervals, max_nodes=self.max_nodes)
-            stream = ProfileStream(kind, state, deque(maxlen=self.keep_intervals))
+            stream = ProfileStream(LiveState(host, keep_intervals=self.keep_intervals,
+                                             max_nodes=self.max_nodes, kind=kind))
             entry.profiles[kind] = stream
         return stream
 
@@ -290,8 +267,10 @@ class Hub:
     def serial(self, host: str, kind: str = "cpu") -> int:
         """Intervals applied so far for one stream (0 if none)."""
         entry = self.entry(host)
-        stream = entry.profiles.get(kind) or entry.latency.get(kind)
-        return stream.serial if stream is not None else 0
+        if kind in entry.profiles:
+            return entry.profiles[kind].state.serial
+        latency = entry.latency.get(kind)
+        return latency.serial if latency is not None else 0
 
     # Collector side
 
@@ -319,10 +298,8 @@ class Hub:
         """Apply one profile interval; return its serial for the group event."""
         stream = self.profile(delta.host, delta.kind)
         record = stream.state.apply(delta)
-        stream.serial += 1
-        stream.records.append((stream.serial, record))
         self.entry(delta.host).last_seen_ms = now_ms()
-        return stream.serial
+        return record.serial
 
     def apply_latency(self, delta: LatencyDelta) -> int:
         serial = self.latency(delta.host, delta.kind).apply(delta)

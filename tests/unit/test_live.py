@@ -82,3 +82,17 @@ def test_older_keys_bounded_by_merging_pids():
     assert {pid for pid, _, _ in state.older} == {0}
     total = sum(r.samples for r in state.recent) + sum(state.older.values())
     assert state.since_start_tree().total == total
+
+
+def test_records_are_numbered_by_the_state_not_the_collector():
+    rng = random.Random(4)
+    state = LiveState("h", keep_intervals=2, kind="offcpu")
+    first = state.apply(delta(0, rng))
+    again = state.apply(delta(0, rng))  # a restarted collector starts seq at 0 again
+    assert (first.serial, again.serial) == (1, 2)
+    assert state.record(2) is again and state.record(7) is None
+    state.apply(delta(1, rng))
+    assert state.record(1) is None  # retired from the recent window
+    snap = state.snapshot()
+    assert (snap.kind, snap.unit) == ("offcpu", "us")
+    assert state.interval_message(again, ProcessFilter()).kind == "offcpu"

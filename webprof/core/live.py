@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 
 from .flame import FlameTree
-from .protocol import IntervalTree, LiveInterval, LiveSnapshot, ProfileDelta
+from .protocol import PROFILE_KINDS, IntervalTree, LiveInterval, LiveSnapshot, ProfileDelta
 
 DEFAULT_MAX_NODES = 16_384
 # Longest sliding window a browser can ask for, in intervals.
@@ -36,6 +36,7 @@ StackKey = tuple[int, str, tuple[str, ...]]
 
 @dataclass
 class IntervalRecord:
+    serial: int  # numbered by LiveState: a restarted collector starts seq at 0 again
     seq: int
     end_ms: int
     samples: int
@@ -67,8 +68,11 @@ class LiveState:
         keep_intervals: int = DEFAULT_KEEP_INTERVALS,
         max_nodes: int = DEFAULT_MAX_NODES,
         max_older_keys: int = DEFAULT_MAX_OLDER_KEYS,
+        kind: str = "cpu",
     ) -> None:
         self.host = host
+        self.kind = kind  # a PROFILE_KINDS key: says what the weights are
+        self.serial = 0  # intervals applied so far
         self.max_nodes = max_nodes
         self.max_older_keys = max_older_keys
         self.recent: deque[IntervalRecord] = deque(maxlen=keep_intervals)
@@ -97,7 +101,9 @@ class LiveState:
         for pid, comm, frames, weight in delta.iter_stacks():
             stacks[(pid, comm, tuple(frames))] += weight
             samples += weight
+        self.serial += 1
         record = IntervalRecord(
+            serial=self.serial,
             seq=delta.seq,
             end_ms=delta.start_ms + delta.interval_ms,
             samples=samples,
@@ -138,7 +144,18 @@ class LiveState:
             recent=[shallow_dict(self.interval_tree(r, flt)) for r in self.recent],
             pid=flt.pid,
             comm=flt.comm,
+            kind=self.kind,
+            unit=PROFILE_KINDS[self.kind],
         )
+
+    def record(self, serial: int) -> IntervalRecord | None:
+        """A recent interval by serial (None once it has been retired)."""
+        for record in reversed(self.recent):
+            if record.serial == serial:
+                return record
+            if record.serial < serial:
+                break
+        return None
 
     def interval_tree(self, record: IntervalRecord, flt: ProcessFilter) -> IntervalTree:
         cached = record.trees.get(flt)
@@ -168,6 +185,7 @@ class LiveState:
             tree=it.tree,
             folded_nodes=it.folded_nodes,
             health=record.health,
+            kind=self.kind,
         )
 
     def since_start_tree(self, flt: ProcessFilter = NO_FILTER) -> FlameTree:
