@@ -49,7 +49,7 @@ TARGET_MS = 100.0
 
 @dataclass
 class Drain:
-    keys: int  # counts entries: distinct (pid, user stack, kernel stack, comm)
+    keys: int  # counts entries: distinct (pid, user stack, kernel stack, slot, comm)
     user_stacks: int  # distinct user stack ids
     rows: int  # stacks in the message after merging identical names
     strings: int
@@ -96,7 +96,7 @@ def timed_drain(cpu: CpuCollector, profile: bool) -> tuple[Drain, RawInterval, d
     t4, c4 = time.perf_counter(), time.thread_time()
     cpu.seq -= 1
     drain = Drain(
-        keys=len(raw.counts), user_stacks=len({(p, u) for p, u, _, _, _ in raw.counts if u >= 0}),
+        keys=len(raw.counts), user_stacks=len({(r[0], r[1]) for r in raw.counts if r[1] >= 0}),
         rows=len(delta.stacks), strings=len(delta.strings), read_ms=(t1 - t0) * 1e3,
         stacks_ms=(t2 - t1) * 1e3, symbol_ms=(t3 - t2) * 1e3, build_cpu_ms=(c3 - c1) * 1e3,
         cached_ms=(t4 - t3) * 1e3, cached_cpu_ms=(c4 - c3) * 1e3, health=dict(delta.health))
@@ -110,7 +110,7 @@ def bcc_symbolize(raw: RawInterval, stacks: dict[int, bytes]) -> tuple[float, in
     addrs = {sid: unpack_stack(trace) for sid, trace in stacks.items()}
     frames = 0
     t0 = time.perf_counter()
-    for tgid, uid, kid, _, _ in raw.counts:
+    for tgid, uid, kid in {row[:3] for row in raw.counts}:  # each stack once, not per slot
         for addr in addrs.get(uid, ()):
             BPF.sym(addr, tgid)
         for addr in addrs.get(kid, ()):
@@ -123,7 +123,8 @@ def show(label: str, d: Drain) -> None:
     lost = {k: v for k, v in d.health.items()
             if k in ("stack_map_full", "counts_map_full", "lost_user_stacks",
                      "lost_kernel_stacks", "unknown_symbols") and v}
-    print(f"{label:>6}  keys={d.keys:6d} user_stacks={d.user_stacks:6d} rows={d.rows:6d} "
+    print(f"{label:>6}  keys={d.keys:6d} stack_keys={d.health.get('stacks', 0):6d} "
+          f"user_stacks={d.user_stacks:6d} rows={d.rows:6d} "
           f"strings={d.strings:6d} samples={d.health.get('samples', 0):6d}  "
           f"read={d.read_ms:6.1f} ms  stacks={d.stacks_ms:6.1f} ms  "
           f"symbol={d.symbol_ms:6.1f} ms  build={d.build_ms:6.1f} ms "
@@ -171,7 +172,8 @@ def report(args: argparse.Namespace, nprocs: int, drains: list[Drain], frames: i
     print(f"\n{args.frequency} Hz, {nprocs} workload processes (nice {args.nice}), "
           f"{args.interval:g} s intervals, "
           f"stack_storage_size={args.stack_storage_size}, counts_size={args.counts_size}")
-    print(f"distinct stacks per interval (counts keys): median {med('keys'):.0f} "
+    print(f"counts entries per interval (stack key x 20 ms slot): median {med('keys'):.0f}; "
+          f"distinct stack keys: median {statistics.median(d.health['stacks'] for d in warm):.0f} "
           f"(user stack ids {med('user_stacks'):.0f})")
     print(f"read_interval:     cold {cold.read_ms:7.1f} ms   warm median {med('read_ms'):7.1f} ms")
     print(f"  take_stacks:     cold {cold.stacks_ms:7.1f} ms   warm median "

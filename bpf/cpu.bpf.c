@@ -9,9 +9,9 @@
  *
  * MAPS (two "sets", 0 and 1, of counts + stacks: see DOUBLE BUFFERING)
  *   control      array[1]            u32 -> u32: which set samples go to now.
- *   counts0/1    hash[COUNTS_SIZE]   struct key_t (28 bytes: tgid, user stack
- *                                    id, kernel stack id, comm[16]) -> u64
- *                                    sample count.
+ *   counts0/1    hash[COUNTS_SIZE]   struct key_t (32 bytes, no padding:
+ *                                    tgid, user stack id, kernel stack id,
+ *                                    slot, comm[16]) -> u64 sample count.
  *   stacks0/1    stack_trace[STACK_STORAGE_SIZE]  stack id -> 127 u64
  *                                    instruction pointers (1 KiB per entry).
  *   health       percpu_array[2 * H_MAX]  set * H_MAX + index -> u64 running
@@ -36,6 +36,20 @@
  *   one entry per distinct stack instead of one event per sample: at 999 Hz
  *   on many CPUs the per-sample alternative costs far more.
  *
+ * SUB-SECOND TIME: THE SLOT IN THE KEY
+ *   key.slot = bpf_ktime_get_ns() / SLOT_NS, the absolute CLOCK_MONOTONIC
+ *   window of the sample (SLOT_NS = 20 ms by default), so a recorded session
+ *   can show a FlameScope-style heatmap and re-aggregate any sub-second range.
+ *   A stack seen in k windows of an interval takes k entries instead of one,
+ *   but every entry holds at least one sample: an interval never needs more
+ *   entries than it has samples (frequency x CPUs x interval), whatever the
+ *   number of distinct stacks, so the slot costs at most one entry per
+ *   sample, and COUNTS_SIZE must cover one interval's samples.  Stacks are
+ *   still stored once (the stack maps hold ids, not slots), and user space
+ *   symbolizes each stack id once however many slots it spans.  The u32
+ *   wraps after 2^32 windows (2.7 years of uptime at 20 ms); user space
+ *   turns slots into wall-clock windows relative to each interval's start.
+ *
  * DOUBLE BUFFERING
  *   The drain flips control[0], waits a moment for programs already running
  *   on other CPUs to finish, then reads and clears the set no longer written.
@@ -52,11 +66,12 @@
  *   A counts insert that fails (map full) is counted in H_COUNTS_FULL.
  *
  * PARAMETERS (-D cflags only)
- *   FILTER_TGID (only that process), STACK_STORAGE_SIZE, COUNTS_SIZE, SEEN_SIZE.
+ *   FILTER_TGID (only that process), STACK_STORAGE_SIZE, COUNTS_SIZE, SEEN_SIZE,
+ *   SLOT_NS (width of a time window in nanoseconds).
  *
  * KERNEL FEATURES
  *   BPF_PROG_TYPE_PERF_EVENT, bpf_get_stackid (4.6+), LRU hash (4.10+),
- *   perf buffer output.  No kprobes, and no kernel struct fields are read:
+ *   perf buffer output, bpf_ktime_get_ns.  No kprobes, and no kernel struct fields are read:
  *   only BPF helpers and the UAPI perf event context (the interrupted
  *   instruction pointer, to tell user mode from kernel mode).
  */
@@ -73,6 +88,10 @@
 #define SEEN_SIZE 8192
 #endif
 
+#ifndef SLOT_NS
+#define SLOT_NS 20000000ULL
+#endif
+
 #define COMM_LEN 16
 
 enum health_index {
@@ -84,10 +103,13 @@ enum health_index {
     H_MAX,
 };
 
+/* 4 + 4 + 4 + 4 + 16 = 32 bytes, every field at its natural alignment, so no
+ * padding: hash keys compare as bytes and user space unpacks "<IiiI16s". */
 struct key_t {
     u32 tgid;
     s32 user_stack_id;
     s32 kernel_stack_id;
+    u32 slot;  /* bpf_ktime_get_ns() / SLOT_NS: see SUB-SECOND TIME */
     char comm[COMM_LEN];
 };
 
@@ -107,10 +129,10 @@ BPF_PERF_OUTPUT(new_tasks);
 
 static __always_inline void bump(u32 set, int index)
 {
-    int slot = set * H_MAX + index;
-    u64 *value = health.lookup(&slot);
+    int at = set * H_MAX + index;
+    u64 *value = health.lookup(&at);
     if (value)
-        (*value)++;  /* per-CPU slot: no atomic needed */
+        (*value)++;  /* per-CPU entry: no atomic needed */
 }
 
 static __always_inline void check_stack_id(u32 set, s32 id, int in_this_mode,
@@ -198,6 +220,7 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
     set = (active && *active == 1) ? 1 : 0;
     bump(set, H_SAMPLES);
     key.tgid = tgid;
+    key.slot = (u32)(bpf_ktime_get_ns() / (u64)(SLOT_NS));
     bpf_get_current_comm(&key.comm, sizeof(key.comm));
     /* Kernel addresses have the top bit set on 64-bit architectures. */
     kernel_mode = (s64)PT_REGS_IP(&ctx->regs) < 0;

@@ -12,6 +12,12 @@ flips the kernel to the other map set and empties the old one's counts;
 :meth:`build_delta` is :meth:`take_stacks` (read and free the stacks those
 counts refer to) then :meth:`delta_from_stacks` (symbolize, merge, encode).
 A benchmark can time the parts apart (bench/drain_bench.py).
+
+Sub-second time: the kernel counts each stack per absolute CLOCK_MONOTONIC
+window of ``slot_ms`` (the key's ``slot``).  The drain maps those slots to
+the message's windows, numbered from the interval's wall-clock ``start_ms``,
+names each stack key once, and sends one stacks entry per merged stack with
+its windows in ``slots``.
 """
 
 from __future__ import annotations
@@ -33,10 +39,10 @@ from collectors.maps import (
     drain_hash_slow,
 )
 from collectors.symbols import StackNames, Symbolizer
-from webprof.core.protocol import HEALTH_KEYS, ProfileDelta
+from webprof.core.protocol import DEFAULT_SLOT_MS, HEALTH_KEYS, ProfileDelta
 
 BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "cpu.bpf.c"
-KEY = struct.Struct("<Iii16s")  # struct key_t in cpu.bpf.c
+KEY = struct.Struct("<IiiI16s")  # struct key_t in cpu.bpf.c: tgid, user, kernel, slot, comm
 TASK = struct.Struct("<I16s")  # struct task_t
 # Order of enum health_index in cpu.bpf.c.
 KERNEL_HEALTH = ("samples", "lost_user_stacks", "lost_kernel_stacks",
@@ -52,8 +58,10 @@ class RawInterval:
     set_index: int
     start_ms: int
     interval_ms: int
-    counts: list[tuple[int, int, int, bytes, int]]  # tgid, user id, kernel id, comm, n
+    # tgid, user id, kernel id, monotonic slot, comm, n
+    counts: list[tuple[int, int, int, int, bytes, int]]
     health: dict[str, int] = field(default_factory=dict)
+    wall_minus_mono_ns: int = 0  # time.time_ns() - CLOCK_MONOTONIC, measured at the drain
 
 
 class CpuCollector:
@@ -63,13 +71,17 @@ class CpuCollector:
 
     def __init__(self, frequency_hz: int = 49, pid: int | None = None,
                  interval_ms: int = 1000, *, host: str | None = None,
-                 counts_size: int = 40960, stack_storage_size: int = 16384) -> None:
+                 counts_size: int = 40960, stack_storage_size: int = 16384,
+                 slot_ms: int = DEFAULT_SLOT_MS) -> None:
         self.frequency_hz = frequency_hz
         self.pid = pid
         self.interval_ms = interval_ms
         self.host = host or socket.gethostname()
         self.counts_size = counts_size
         self.stack_storage_size = stack_storage_size
+        if not 1 <= slot_ms <= 1000:
+            raise ValueError(f"slot_ms must be 1..1000, not {slot_ms}")
+        self.slot_ms = slot_ms
         self.symbolizer = Symbolizer()
         self.names = StackNames(self.symbolizer, max_entries=_CACHE_MAX)
         self.seq = 0
@@ -86,7 +98,8 @@ class CpuCollector:
     # -- lifecycle ----------------------------------------------------------
     def cflags(self) -> list[str]:
         flags = [f"-DCOUNTS_SIZE={int(self.counts_size)}",
-                 f"-DSTACK_STORAGE_SIZE={int(self.stack_storage_size)}"]
+                 f"-DSTACK_STORAGE_SIZE={int(self.stack_storage_size)}",
+                 f"-DSLOT_NS={int(self.slot_ms) * 1_000_000}"]
         if self.pid is not None:
             flags.append(f"-DFILTER_TGID={int(self.pid)}")
         return flags
@@ -159,7 +172,7 @@ class CpuCollector:
         if counts is None:
             counts = [(*KEY.unpack(k), n) for k, n in drain_hash_slow(table.map_fd, KEY.size)]
         raw = RawInterval(old, self._start_ms, max(now - self._start_ms, 0), counts,
-                          self._health_delta(old))
+                          self._health_delta(old), _wall_minus_mono_ns())
         self._start_ms = now
         return raw
 
@@ -182,8 +195,8 @@ class CpuCollector:
         """Stack id -> raw trace (``StackReader.read_raw``) of ``raw``'s set, then
         free them in the kernel."""
         reader = StackReader(self._require()[f"stacks{raw.set_index}".encode()].map_fd)
-        ids = {u for _, u, _, _, _ in raw.counts if u >= 0}
-        ids.update(k for _, _, k, _, _ in raw.counts if k >= 0)
+        ids = {row[1] for row in raw.counts if row[1] >= 0}
+        ids.update(row[2] for row in raw.counts if row[2] >= 0)
         stacks = reader.read_raw(ids)
         # The set is no longer written, so freeing its ids cannot race.
         reader.delete(ids)
@@ -201,8 +214,9 @@ class CpuCollector:
         gc_enabled = gc.isenabled()
         gc.disable()
         try:
-            merged, unknown = self.merge(raw.counts, stacks)
-            delta = self.encode(raw, merged, unknown)
+            window = self.slot_windows(raw, {row[3] for row in raw.counts})
+            merged, unknown, keys = self.merge(raw.counts, stacks, window)
+            delta = self.encode(raw, merged, unknown, keys)
         finally:
             if gc_enabled:
                 gc.enable()
@@ -213,19 +227,47 @@ class CpuCollector:
         self.names.trim()
         return delta
 
-    def merge(self, counts: list[tuple[int, int, int, bytes, int]],
-              stacks: dict[int, bytes]) -> tuple[dict[tuple, int], int]:
-        """(pid, comm, frames outermost first) -> samples, identical names merged;
-        and how many unknown frames the merged stacks hold."""
-        merged: dict[tuple, int] = {}
-        get = merged.get
+    def merge(self, counts: list[tuple[int, int, int, int, bytes, int]],
+              stacks: dict[int, bytes], window: dict[int, int]
+              ) -> tuple[dict[tuple, dict[int, int]], int, int]:
+        """(pid, comm, frames outermost first) -> {window: samples}, identical names
+        merged; how many unknown frames the merged stacks hold; and how many
+        distinct stack keys (pid, user id, kernel id, comm) the counts hold.
+
+        The kernel key holds the slot, so a stack arrives once per slot it was
+        sampled in: each stack key is named once, at its first entry, and its
+        later entries only add to the windows of the merged stack it named.
+        ``window`` maps monotonic slots to the message's (:meth:`slot_windows`).
+        """
+        merged: dict[tuple, dict[int, int]] = {}
+        resolved: dict[tuple, dict[int, int]] = {}  # stack key -> merged windows
+        get = resolved.get
+        name = self._stack_namer(stacks)
         unknown = 0
+        for tgid, uid, kid, slot, comm_raw, n in counts:
+            stack_key = (tgid, uid, kid, comm_raw)
+            per_window = get(stack_key)
+            if per_window is None:
+                key, unknown_here = name(tgid, uid, kid, comm_raw)
+                per_window = merged.get(key)
+                if per_window is None:
+                    per_window = merged[key] = {}
+                    unknown += unknown_here
+                resolved[stack_key] = per_window
+            w = window[slot]
+            per_window[w] = per_window.get(w, 0) + n
+        return merged, unknown, len(resolved)
+
+    def _stack_namer(self, stacks: dict[int, bytes]):  # -> (tgid, uid, kid, comm) -> ...
+        """A function naming one stack key: ((pid, comm, frames), unknown frames).
+        Its caches live for one drain; the symbol caches behind them persist."""
         comms: dict[bytes, str] = {}
-        # pid -> (lookup of whole stacks already named, namer): the hot path
-        # below is then a few dict lookups per counts entry.
+        # pid -> (lookup of whole stacks already named, namer): naming a stack
+        # whose names are cached is then a few dict lookups.
         procs: dict[int, tuple] = {}
         kernels: dict[int, tuple[tuple[str, ...], int]] = {}
-        for tgid, uid, kid, comm_raw, n in counts:
+
+        def name(tgid: int, uid: int, kid: int, comm_raw: bytes) -> tuple[tuple, int]:
             comm = comms.get(comm_raw)
             if comm is None:
                 comm = comms[comm_raw] = _comm(comm_raw)
@@ -234,40 +276,64 @@ class CpuCollector:
                 names = self.names.process(tgid)
                 proc = procs[tgid] = (names.seen.get, names.frames)
             stack = stacks.get(uid, b"")
-            frames, unknown_here = proc[0](stack) or proc[1](stack)
+            frames, unknown = proc[0](stack) or proc[1](stack)
             if kid >= 0:
                 kernel = kernels.get(kid)
                 if kernel is None:
                     kernel = kernels[kid] = self.names.kernel(stacks.get(kid, b""))
                 frames += kernel[0]
-                unknown_here += kernel[1]
-            key = (tgid, comm, frames)
-            old = get(key)
-            if old is None:
-                merged[key] = n
-                unknown += unknown_here
-            else:
-                merged[key] = old + n
-        return merged, unknown
+                unknown += kernel[1]
+            return (tgid, comm, frames), unknown
 
-    def encode(self, raw: RawInterval, merged: dict[tuple, int], unknown: int) -> ProfileDelta:
+        return name
+
+    def encode(self, raw: RawInterval, merged: dict[tuple, dict[int, int]], unknown: int,
+               keys: int) -> ProfileDelta:
+        """The message: one stacks entry per merged stack, its windows beside it.
+        ``keys`` is the number of distinct stack keys drained (health "stacks")."""
         index = _StringIndex()  # insertion-ordered: becomes the strings table
         lookup = index.__getitem__
         rows: list[list[int]] = []
-        append = rows.append
-        for (pid, comm, frames), n in merged.items():
+        slot_rows: list[list[int]] = []
+        append, append_slots = rows.append, slot_rows.append
+        for (pid, comm, frames), per_window in merged.items():
+            if len(per_window) == 1:  # the common case at 1 s intervals
+                ((w, n),) = per_window.items()
+                append_slots([w, n])
+            else:
+                pairs: list[int] = []
+                for w in sorted(per_window):
+                    pairs += (w, per_window[w])
+                n = sum(per_window.values())
+                append_slots(pairs)
             row = [pid, index[comm], n]
             row += map(lookup, frames)
             append(row)
         health = dict.fromkeys(HEALTH_KEYS, 0)
         health.update(raw.health)
-        health["stacks"] = len(raw.counts)
+        health["stacks"] = keys
         health["unknown_symbols"] = unknown
         self.seq += 1
         return ProfileDelta(host=self.host, kind=self.kind, seq=self.seq,
                             start_ms=raw.start_ms, interval_ms=raw.interval_ms,
                             frequency_hz=self.frequency_hz, strings=list(index),
-                            stacks=rows, health=health)
+                            stacks=rows, health=health, slot_ms=self.slot_ms,
+                            slots=slot_rows)
+
+    def slot_windows(self, raw: RawInterval, slots: set[int]) -> dict[int, int]:
+        """Monotonic slot number -> window of the message, from ``raw.start_ms``.
+
+        A kernel slot spans [s * slot_ms, (s + 1) * slot_ms) of CLOCK_MONOTONIC;
+        its middle, moved to the wall clock, picks the window, so a sample lands
+        at most half a slot from its true window.  Slots outside the interval
+        (samples between the drain's clock reading and the set flip) are clamped
+        to its first or last window.
+        """
+        slot_ns = self.slot_ms * 1_000_000
+        start_mono_ns = raw.start_ms * 1_000_000 - raw.wall_minus_mono_ns
+        last = max(1, -(-raw.interval_ms // self.slot_ms)) - 1
+        return {s: min(max((s * slot_ns + slot_ns // 2 - start_mono_ns) // slot_ns, 0), last)
+                for s in slots}
 
     def _require(self):  # -> bcc.BPF
         if self._bpf is None:
@@ -285,6 +351,15 @@ class _StringIndex(dict):
     def __missing__(self, name: str) -> int:
         index = self[name] = len(self)
         return index
+
+
+def _wall_minus_mono_ns() -> int:
+    """time.time_ns() - CLOCK_MONOTONIC (bpf_ktime_get_ns's clock), read between
+    two monotonic readings so the error is half the time the three calls take."""
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    wall = time.time_ns()
+    after = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    return wall - (before + after) // 2
 
 
 def _comm(raw: bytes) -> str:

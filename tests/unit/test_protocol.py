@@ -1,4 +1,5 @@
 import json
+import random
 
 import pytest
 
@@ -15,6 +16,12 @@ EXAMPLES = [
         host="web-1", kind="cpu", seq=3, start_ms=1_700_000_000_000, interval_ms=1000,
         frequency_hz=49, strings=["nginx", "main", "read_[k]"], stacks=[[42, 0, 7, 1, 2]],
         health={"samples": 7, "lost_user_stacks": 0},
+    ),
+    P.ProfileDelta(
+        host="web-1", kind="cpu", seq=4, start_ms=1_700_000_001_000, interval_ms=1000,
+        frequency_hz=99, strings=["nginx", "main", "read_[k]"],
+        stacks=[[42, 0, 7, 1, 2], [42, 0, 1, 1]], health={"samples": 8},
+        slot_ms=P.DEFAULT_SLOT_MS, slots=[[0, 2, 17, 4, 49, 1], [3, 1]],
     ),
     P.LiveSubscribe(host="web-1", pid=42, comm=None),
     P.LiveSnapshot(
@@ -116,3 +123,98 @@ def test_decode_rejects_bad_values(message, reason):
     with pytest.raises(P.ProtocolError) as err:
         P.decode({"v": P.PROTOCOL_VERSION, **message})
     assert reason in str(err.value)
+
+
+# -- sub-second slots of profile.delta ----------------------------------------
+
+
+def with_slots() -> dict:
+    return json.loads(P.encode(EXAMPLES[2]))
+
+
+def test_slots_round_trip_and_old_messages_still_decode():
+    message = P.decode(P.encode(EXAMPLES[2]))
+    assert message.slot_ms == 20 and message.slots == [[0, 2, 17, 4, 49, 1], [3, 1]]
+    assert message.slot_count() == 50
+    old = good()  # a collector without sub-second data sends neither field
+    old.pop("slot_ms")
+    old.pop("slots")
+    decoded = P.decode(old)
+    assert decoded.slot_ms == 0 and decoded.slots == []
+
+
+@pytest.mark.parametrize(
+    "mutate,reason",
+    [
+        (lambda d: d.update(slot_ms=0), "slots given but slot_ms is 0"),
+        (lambda d: d.update(slot_ms=-20), "slot_ms must be an int >= 0"),
+        (lambda d: d["slots"].pop(), "1 slots entries for 2 stacks"),
+        (lambda d: d["slots"].append([0, 1]), "3 slots entries for 2 stacks"),
+        (lambda d: d["slots"][1].append(4), "slots[1] has odd length 3"),
+        (lambda d: d["slots"][1].__setitem__(1, 1.0), "field 'slots' has the wrong type"),
+        (lambda d: d["slots"][0].__setitem__(2, True), "field 'slots' has the wrong type"),
+        (lambda d: d["slots"][0].__setitem__(4, 50), "slots[0] has a slot outside 0..49"),
+        (lambda d: d["slots"][1].__setitem__(0, -1), "slots[1] has a slot outside 0..49"),
+        (lambda d: d.update(interval_ms=900), "slots[0] has a slot outside 0..44"),
+        (lambda d: d["slots"][0].__setitem__(2, 0), "slots[0] has slots that are not strictly"),
+        (lambda d: d["slots"].__setitem__(0, [17, 2, 0, 4, 49, 1]),
+         "slots[0] has slots that are not strictly increasing"),
+        (lambda d: d["slots"].__setitem__(0, [0, 3, 17, 4, 49, 0]), "slots[0] has a weight <= 0"),
+        (lambda d: d["slots"].__setitem__(0, [0, 9, 17, -3, 49, 1]), "slots[0] has a weight <= 0"),
+        (lambda d: d["slots"][1].__setitem__(1, 2),
+         "slots[1] weights sum to 2, not the stack's weight 1"),
+        (lambda d: d["slots"].__setitem__(0, []), "slots[0] weights sum to 0"),
+    ],
+)
+def test_decode_rejects_bad_slots(mutate, reason):
+    data = with_slots()
+    mutate(data)
+    with pytest.raises(P.ProtocolError) as err:
+        P.decode(json.dumps(data))
+    assert reason in str(err.value)
+
+
+@pytest.mark.parametrize("value", [1.0, True, "1", None])
+def test_validate_rejects_non_int_slot_values_in_built_messages(value):
+    # decode() checks JSON types first; validate() must hold for messages a
+    # collector builds in Python too.
+    body = {k: v for k, v in with_slots().items() if k not in ("v", "type")}
+    body["slots"] = [[0, 2, 17, 4, 49, 1], [3, value]]
+    with pytest.raises(P.ProtocolError) as err:
+        P.ProfileDelta(**body).validate()
+    assert "slots[1] must be a list of ints" in str(err.value)
+
+
+def random_delta(rng: random.Random, n: int) -> P.ProfileDelta:
+    stacks, slots = [], []
+    for _ in range(n):
+        times = sorted(rng.sample(range(50), rng.choice([1, 1, 2, 3, 5])))
+        weights = [rng.randint(1, 4) for _ in times]
+        stacks.append([rng.randint(1, 99), 0, sum(weights), 1])
+        slots.append([x for pair in zip(times, weights, strict=True) for x in pair])
+    return P.ProfileDelta(host="h", kind="cpu", seq=1, start_ms=0, interval_ms=1000,
+                          frequency_hz=99, strings=["p", "f"], stacks=stacks, health={},
+                          slot_ms=20, slots=slots)
+
+
+def test_bulk_and_per_entry_slot_checks_agree():
+    """validate() runs a bulk check and only on failure looks entry by entry:
+    every single corruption must be caught and named at the right entry."""
+    rng = random.Random(7)
+    corruptions = [
+        lambda s: s.append(1),
+        lambda s: s.__setitem__(0, 50),
+        lambda s: s.__setitem__(0, -1),
+        lambda s: s.__setitem__(1, 0),
+        lambda s: s.__setitem__(1, s[1] + 1),
+        lambda s: s.extend([s[-2], 1]),  # repeats the last slot
+        lambda s: s.__setitem__(0, 0.5),
+    ]
+    for trial in range(200):
+        delta = random_delta(rng, 40)
+        delta.validate()
+        bad = rng.randrange(40)
+        rng.choice(corruptions)(delta.slots[bad])
+        with pytest.raises(P.ProtocolError) as err:
+            delta.validate()
+        assert f"slots[{bad}] " in str(err.value), (trial, delta.slots[bad], err.value)

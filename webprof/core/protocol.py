@@ -13,9 +13,11 @@ same messages for people.
 from __future__ import annotations
 
 import json
+import operator
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
+from itertools import chain, islice, repeat
 from typing import Any, ClassVar
 
 PROTOCOL_VERSION = 1
@@ -45,6 +47,11 @@ HEALTH_KEYS = (
     "start_map_full",  # a start timestamp could not be stored (latency/off-CPU maps full)
     "filtered",  # events dropped on purpose by the collector's filters
 )
+
+# Width of the sub-second windows of profile.delta ``slots``, in milliseconds:
+# 50 rows per second in a FlameScope-style heatmap, and at 99 Hz about two
+# samples per CPU per window.
+DEFAULT_SLOT_MS = 20
 
 # Stack profile kinds and the unit of their weights.
 PROFILE_KINDS = {"cpu": "samples", "offcpu": "us", "offwake": "us"}
@@ -95,6 +102,13 @@ class ProfileDelta(Message):
     ``offwake`` (see PROFILE_KINDS).  An ``offwake`` stack is the blocked
     stack, then WAKER_SEPARATOR, then the waker's stack innermost first, then
     the waker's process name, so the waker sits above the blocked stack.
+
+    Sub-second time: when ``slot_ms > 0``, ``slots[i]`` says when the weight
+    of ``stacks[i]`` fell, as a flat ``[slot, weight, slot, weight, ...]``:
+    ``slot`` numbers ``slot_ms``-wide windows from ``start_ms`` (0 up to
+    ``slot_count() - 1``, strictly increasing), weights are > 0 and sum to the
+    stack's weight.  ``slot_ms == 0`` with ``slots == []`` means no such data
+    (off-CPU kinds, older collectors).
     """
 
     type: ClassVar[str] = "profile.delta"
@@ -107,6 +121,8 @@ class ProfileDelta(Message):
     strings: list[str]
     stacks: list[list[int]]
     health: dict[str, int]
+    slot_ms: int = 0  # width of a sub-second window; 0: no sub-second data
+    slots: list[list[int]] = field(default_factory=list)  # per stack: slot, weight, ...
 
     def validate(self) -> None:
         if self.kind not in PROFILE_KINDS:
@@ -123,6 +139,78 @@ class ProfileDelta(Message):
         unknown = set(self.health) - set(HEALTH_KEYS)
         if unknown:
             raise ProtocolError(f"profile.delta: unknown health counters {sorted(unknown)}")
+        self._validate_slots()
+
+    def slot_count(self) -> int:
+        """Windows in the interval: ceil(interval_ms / slot_ms), at least 1."""
+        return max(1, -(-self.interval_ms // self.slot_ms)) if self.slot_ms > 0 else 0
+
+    def _validate_slots(self) -> None:
+        if type(self.slot_ms) is not int or self.slot_ms < 0:
+            raise ProtocolError("profile.delta: slot_ms must be an int >= 0")
+        if self.slot_ms == 0:
+            if self.slots:
+                raise ProtocolError("profile.delta: slots given but slot_ms is 0")
+            return
+        if len(self.slots) != len(self.stacks):
+            raise ProtocolError(f"profile.delta: {len(self.slots)} slots entries for "
+                                f"{len(self.stacks)} stacks (need one per stack)")
+        if self._slots_all_good(self.stacks, self.slots, self.slot_count()):
+            return
+        # Something is wrong: find the first bad entry, entry by entry.
+        for i, (entry, pairs) in enumerate(zip(self.stacks, self.slots, strict=True)):
+            problem = self._slot_problem(entry[2], pairs, self.slot_count())
+            if problem:
+                raise ProtocolError(f"profile.delta: slots[{i}] {problem}")
+        raise ProtocolError("profile.delta: bad slots")  # the two checks disagree: a bug
+
+    @staticmethod
+    def _slots_all_good(stacks: list[list[int]], slots: list[list[int]], n_slots: int) -> bool:
+        """Every check of :meth:`_slot_problem` at once, in bulk C-level passes.
+
+        A delta can hold tens of thousands of entries and is validated on every
+        interval, so this avoids a Python loop per entry; it only says yes or no.
+        """
+        if not slots:
+            return True
+        if not set(map(type, slots)) <= {list}:
+            return False
+        lengths = list(map(len, slots))
+        if min(lengths, default=2) < 2 or any(map(operator.and_, lengths, repeat(1))):
+            return False
+        flat = list(chain.from_iterable(slots))
+        if not set(map(type, flat)) <= {int}:
+            return False
+        times, weights = flat[0::2], flat[1::2]  # every entry has even length
+        if min(weights) <= 0 or min(times) < 0 or max(times) >= n_slots:
+            return False
+        per_entry = map(sum, map(operator.itemgetter(slice(1, None, 2)), slots))
+        if list(per_entry) != list(map(operator.itemgetter(2), stacks)):
+            return False
+        # Slots in range, so entry i's slot t maps to i * n_slots + t and "strictly
+        # increasing within every entry" is "strictly increasing overall".
+        pairs = map(operator.rshift, lengths, repeat(1))
+        offsets = chain.from_iterable(map(repeat, range(0, len(slots) * n_slots, n_slots), pairs))
+        keys = list(map(operator.add, times, offsets))
+        return all(map(operator.lt, keys, islice(keys, 1, None)))
+
+    @staticmethod
+    def _slot_problem(weight: int, pairs: object, n_slots: int) -> str | None:
+        """What is wrong with one stack's ``[slot, weight, ...]`` list, or None."""
+        if type(pairs) is not list or any(type(x) is not int for x in pairs):
+            return "must be a list of ints"
+        if len(pairs) % 2:
+            return f"has odd length {len(pairs)}: it must be [slot, weight, ...] pairs"
+        times, weights = pairs[0::2], pairs[1::2]
+        if any(not 0 <= t < n_slots for t in times):
+            return f"has a slot outside 0..{n_slots - 1}"
+        if any(map(operator.ge, times, islice(times, 1, None))):
+            return "has slots that are not strictly increasing"
+        if any(w <= 0 for w in weights):
+            return "has a weight <= 0"
+        if sum(weights) != weight:
+            return f"weights sum to {sum(weights)}, not the stack's weight {weight}"
+        return None
 
     def iter_stacks(self) -> typing.Iterator[tuple[int, str, list[str], int]]:
         """Yield ``(pid, comm, frames, weight)``."""
