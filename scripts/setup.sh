@@ -5,9 +5,10 @@
 # so a second run takes a second or two. Called by `make up` and `make test`; can be
 # run on its own: `sudo scripts/setup.sh`.
 #
-# Steps: root check, Debian packages, kernel headers (with a fallback tree for kernels
-# that have no packaged headers), debugfs/tracefs mounts, .venv from /usr/bin/python3
-# with bcc linked in, `pip install -e '.[test]'`, database migrations, Chromium check.
+# Steps: root check, Debian packages (bcc, Go, PostgreSQL, Chromium, ...), kernel
+# headers (with a fallback tree for kernels that have no packaged headers),
+# debugfs/tracefs mounts, .venv from /usr/bin/python3 with bcc linked in,
+# `pip install -e '.[test]'`, database migrations, Chromium check.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -73,7 +74,9 @@ apt_install() {
 }
 
 # --- 2. Debian packages ----------------------------------------------------------------
-REQUIRED_PKGS=(bpfcc-tools python3-bpfcc libbpfcc python3-venv gcc make golang-go)
+# postgresql: `make test` runs the web tier a second time on a throwaway cluster
+# (scripts/pgtest.sh); the package's own cluster is not used.
+REQUIRED_PKGS=(bpfcc-tools python3-bpfcc libbpfcc python3-venv gcc make golang-go postgresql)
 if is_ubuntu; then
     # Ubuntu's chromium is a snap; perf comes in kernel-specific linux-tools packages.
     OPTIONAL_PKGS=(chromium chromium-driver "linux-tools-$KREL" linux-tools-common)

@@ -43,6 +43,7 @@ from .core.protocol import (
 )
 from .hub import MAX_HOST_NAME, call, get_hub, group_name
 from .models import Host
+from .sessions.recording import RECORDER
 
 log = logging.getLogger("webprof.consumers")
 
@@ -172,10 +173,13 @@ class CollectorConsumer(RefusingConsumer):
             await self.refuse("bad_host", f"host name must be 1..{MAX_HOST_NAME} characters")
             return
         self.host = hello.host
-        await call(get_hub().collector_connected, hello)
+        # The database row and group first, the hub last: a browser that sees
+        # the host in the hub must not then receive this connect's broadcast
+        # late (the broadcast follows at once, with no database wait between).
         host = await database_sync_to_async(Host.record_hello)(hello)
         self.last_db_write = time.monotonic()
         await self.channel_layer.group_add(group_name(hello.host, "collector"), self.channel_name)
+        await call(get_hub().collector_connected, hello)
         log.info("collector %s connected from %s", hello.host, peer(self.scope))
         await self.broadcast_status()
         # The stored selection and options, only when the collector may run
@@ -203,6 +207,7 @@ class CollectorConsumer(RefusingConsumer):
         else:
             serial = await call(hub.apply_latency, delta)
             event = "latency.interval"
+        RECORDER.feed(delta)
         await self.channel_layer.group_send(
             group_name(delta.host),
             {"type": event, "host": delta.host, "kind": delta.kind, "serial": serial,

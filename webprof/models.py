@@ -135,3 +135,14 @@ class Host(models.Model):
 def can_configure(user: Any) -> bool:
     """Staff and superusers may always choose collectors; others need the permission."""
     return bool(user.is_authenticated and (user.is_staff or user.has_perm(CONFIGURE_PERMISSION)))
+
+
+# Session models live in their own module; importing them here registers them.
+from .sessions.models import (  # noqa: E402,F401
+    LatencyChunk,
+    ProfileChunk,
+    Session,
+    SessionStack,
+    SessionString,
+    ShareLink,
+)

@@ -67,8 +67,10 @@ def serve(args: argparse.Namespace) -> int:
     from django.conf import settings
 
     from .models import Host
+    from .sessions.recording import mark_interrupted
 
     Host.mark_all_disconnected()
+    mark_interrupted()
     print(f"collector token: {settings.COLLECTOR_TOKEN}", flush=True)
     print(f"serving on {url(args.host, args.port)} (data in {settings.DATA_DIR})", flush=True)
     from .asgi import application

@@ -5,6 +5,7 @@ that fails fast with :class:`ImproperlyConfigured`, so a typo in a deployment
 stops the server at start-up instead of misbehaving later.  The embedded
 defaults need nothing else: SQLite in the data directory, the in-memory
 channel layer (one daphne process) and secrets generated once into files.
+``DATABASE_URL`` (``postgresql://...``) switches the database to PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import plotly
 from django.core.exceptions import ImproperlyConfigured
+
+from webprof.core.dburl import DatabaseUrlError, parse_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -153,14 +156,31 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": DATA_DIR / "webprof.sqlite3",
-        # WAL lets the admin read while the server writes host rows.
-        "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20},
-    }
-}
+def env_database(name: str, sqlite_path: Path) -> dict[str, object]:
+    """The default database: PostgreSQL when ``name`` holds a PostgreSQL URL, else SQLite."""
+    url = os.environ.get(name, "").strip()
+    if not url:
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": sqlite_path,
+            # WAL lets the admin read while the server writes host rows.
+            "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20},
+        }
+    try:
+        database = parse_database_url(url)
+    except DatabaseUrlError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+    # 0: a connection per request/consumer call, closed afterwards. Under daphne the
+    # sync ORM runs in asgiref's worker threads and connections are per thread/context,
+    # so persistent ones (CONN_MAX_AGE > 0) are not reused reliably and pile up until
+    # PostgreSQL's max_connections; Django's docs advise 0 under ASGI. A new connection
+    # costs a few milliseconds (password auth included), and consumers touch the
+    # database on connect and at most every few seconds, never per frame.
+    database["CONN_MAX_AGE"] = 0
+    return database
+
+
+DATABASES = {"default": env_database("DATABASE_URL", DATA_DIR / "webprof.sqlite3")}
 
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
@@ -199,3 +219,47 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+
+
+# ---- Sessions: retention (``webprof prune``) and the address in share links ----
+
+
+def env_optional_int(name: str, minimum: int, maximum: int) -> int | None:
+    """An integer, or None when unset (no limit)."""
+    if os.environ.get(name, "").strip() == "":
+        return None
+    return env_int(name, 0, minimum, maximum)
+
+
+def env_size(name: str) -> int | None:
+    """Bytes from ``500M`` / ``10G`` style text (powers of 1024), or None when unset."""
+    from webprof.sessions.retention import RetentionError, parse_size
+
+    raw = os.environ.get(name, "").strip()
+    if raw == "":
+        return None
+    try:
+        return parse_size(raw)
+    except RetentionError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
+def env_url(name: str, default: str) -> str:
+    raw = os.environ.get(name, "").strip() or default
+    if not raw.startswith(("http://", "https://")) or len(raw) < 10:
+        raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def default_public_url() -> str:
+    import socket
+
+    return f"http://{socket.gethostname()}:8000"
+
+
+# Unset: no limit.  Enforced by `webprof prune` (run it from cron), never by the server.
+WEBPROF_RETENTION_MAX_AGE_DAYS = env_optional_int("WEBPROF_RETENTION_MAX_AGE_DAYS", 1, 36_500)
+WEBPROF_RETENTION_MAX_BYTES = env_size("WEBPROF_RETENTION_MAX_BYTES")
+# The address users reach this server by: the base of URLs printed by the CLI
+# (`webprof share`, `webprof record --save`).
+WEBPROF_PUBLIC_URL = env_url("WEBPROF_PUBLIC_URL", default_public_url())

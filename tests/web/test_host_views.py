@@ -191,6 +191,7 @@ async def test_latency_series_cap_is_counted(session_cookie):
 async def test_one_socket_holds_a_profile_and_a_latency_subscription(session_cookie):
     col = await collector()
     await col.send_to(text_data=hello())
+    await applied_hello("box1")
     live = await browser(session_cookie)
     await live.send_to(text_data=json.dumps(
         {"v": 1, "type": "live.subscribe", "host": "box1", "kind": "offwake"}))

@@ -110,6 +110,8 @@ async def applied_hello(host: str, timeout: float = 2) -> None:
 
     for _ in range(int(timeout / 0.01)):
         if get_hub().running(host) is not None:
+            # The consumer broadcasts host.status right after: let it finish.
+            await asyncio.sleep(0.05)
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"hello from {host!r} not applied within {timeout} s")

@@ -1,0 +1,90 @@
+"""Sessions to files and back: folded stacks, speedscope JSON, pprof.
+
+Used by the session page's download links and by ``webprof export`` /
+``webprof import``, so both produce the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.flame import FoldedFormatError
+from ..core.formats import parse_folded_any, to_pprof, to_speedscope
+from ..core.protocol import PROFILE_KINDS
+from .models import Session
+from .store import SessionReader, save_tree
+
+FORMATS = ("folded", "speedscope", "pprof")
+MAX_IMPORT_BYTES = 64 * 1024 * 1024
+
+
+class ExportError(ValueError):
+    """An export or import request that cannot be honoured; says why."""
+
+
+@dataclass
+class Exported:
+    data: bytes
+    content_type: str
+    filename: str
+
+
+def export_session(session: Session, fmt: str, kind: str | None = None,
+                   from_ms: int | None = None, to_ms: int | None = None) -> Exported:
+    """One profile kind of a session (the first it has, by default), over a
+    range in unix ms (the whole session by default)."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    kinds = [k for k in session.kinds if k in PROFILE_KINDS]
+    if kind is None:
+        if not kinds:
+            raise ExportError("this session has no profile (only latency histograms)")
+        kind = kinds[0]
+    elif kind not in kinds:
+        raise ExportError(f"this session has no {kind!r} profile; it has: "
+                          f"{', '.join(kinds) or 'none'}")
+    if from_ms is not None and to_ms is not None and to_ms <= from_ms:
+        raise ExportError("the range must end after it starts")
+    result = SessionReader(session).tree(kind, from_ms, to_ms)
+    unit = PROFILE_KINDS[kind]
+    base = _slug(session.name) or f"session-{session.pk}"
+    if fmt == "folded":
+        return Exported(result.tree.to_folded().encode("utf-8"), "text/plain; charset=utf-8",
+                        f"{base}.{kind}.folded")
+    if fmt == "speedscope":
+        doc = to_speedscope(result.tree, f"{session.name} ({kind})",
+                            "microseconds" if unit == "us" else "none")
+        return Exported(json.dumps(doc).encode("utf-8"), "application/json",
+                        f"{base}.{kind}.speedscope.json")
+    sample_type = ("samples", "count") if unit == "samples" else ("off_cpu", "microseconds")
+    return Exported(to_pprof(result.tree, sample_type), "application/octet-stream",
+                    f"{base}.{kind}.pb.gz")
+
+
+def import_folded(data: bytes, name: str, owner: Any = None, host: str = "") -> Session:
+    """A new session from folded stacks; nothing is created if a line is bad."""
+    if len(data) > MAX_IMPORT_BYTES:
+        raise ExportError(f"the file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB")
+    if not name.strip():
+        raise ExportError("give the imported session a name")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"the file is not UTF-8 text (byte {exc.start} is not)") from None
+    try:
+        tree = parse_folded_any(text)
+    except FoldedFormatError as exc:
+        raise ExportError(str(exc)) from None
+    if not tree.total:
+        raise ExportError("the file has no stacks with a count above zero")
+    return save_tree(tree, int(time.time() * 1000), name=name.strip()[:200],
+                     owner=owner if getattr(owner, "is_authenticated", False) else None,
+                     host=host, source="import")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:80]

@@ -1,0 +1,175 @@
+"""Live recordings: sessions written while a host's collector streams.
+
+The server is one daphne process, so recordings live in this module's
+:data:`RECORDER`.  The collector consumer calls :meth:`Recorder.feed` with
+every delta (a dict lookup, then a queue put: nothing blocks the event loop);
+one writer thread applies them to each recording of that host, in order, and
+ends fixed-length recordings when their time is up, even if the collector
+has gone quiet.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import close_old_connections
+
+from ..core.protocol import LatencyDelta, ProfileDelta
+from .models import Session
+from .store import SessionWriter
+
+log = logging.getLogger(__name__)
+# A fixed-length recording waits this long past its end for the last interval.
+STOP_GRACE_MS = 2500
+POLL_S = 0.25
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Recording:
+    writer: SessionWriter
+    host: str
+    started_ms: int
+    stop_at_ms: int | None
+    intervals: int = 0
+    errors: int = 0
+
+    def status(self) -> dict[str, Any]:
+        now = now_ms()
+        return {"state": "recording", "elapsed_ms": now - self.started_ms,
+                "remaining_ms": None if self.stop_at_ms is None
+                else max(0, self.stop_at_ms - now),
+                "intervals": self.intervals, "size_bytes": self.writer.session.size_bytes,
+                "errors": self.errors}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._active: dict[int, Recording] = {}
+        self._hosts: dict[str, int] = {}  # host -> number of active recordings
+        self._thread: threading.Thread | None = None
+
+    # ---- called from views and consumers (any thread) ----
+
+    def start(self, session: Session) -> None:
+        with self._lock:
+            self._active[session.pk] = Recording(
+                SessionWriter(session), session.host, session.started_ms, session.stop_at_ms)
+            self._hosts[session.host] = self._hosts.get(session.host, 0) + 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="webprof-recorder",
+                                                daemon=True)
+                self._thread.start()
+
+    def feed(self, delta: ProfileDelta | LatencyDelta) -> None:
+        if self._hosts.get(delta.host):
+            self._queue.put(("delta", delta))
+
+    def stop(self, session_id: int) -> bool:
+        """Ask for a recording to end; False if it is not recording here."""
+        with self._lock:
+            if session_id not in self._active:
+                return False
+        self._queue.put(("stop", session_id))
+        return True
+
+    def status(self, session_id: int) -> dict[str, Any] | None:
+        with self._lock:
+            rec = self._active.get(session_id)
+            return rec.status() if rec else None
+
+    def is_recording(self, session_id: int) -> bool:
+        with self._lock:
+            return session_id in self._active
+
+    def wait_idle(self, timeout_s: float = 10.0) -> None:
+        """Block until queued work is written (tests, shutdown)."""
+        done = threading.Event()
+        with self._lock:  # the thread only exits holding the lock, with an empty queue
+            if self._thread is None:
+                return
+            self._queue.put(("mark", done))
+        done.wait(timeout_s)
+
+    # ---- the writer thread ----
+
+    def _run(self) -> None:
+        """Serve the queue; exit once idle with nothing recording, so no thread
+        (and no database connection) lingers between recordings."""
+        while True:
+            try:
+                what, item = self._queue.get(timeout=POLL_S)
+            except queue.Empty:
+                with self._lock:
+                    if not self._active and self._queue.empty():
+                        self._thread = None
+                        return
+                what, item = "tick", None
+            if what == "mark":
+                item.set()
+                continue
+            try:
+                close_old_connections()
+                if what == "delta":
+                    self._apply(item)
+                elif what == "stop":
+                    self._finish(item, "complete")
+                self._expire()
+            except Exception:  # noqa: BLE001 - the thread must outlive one bad write
+                log.exception("recorder: %s failed", what)
+
+    def _apply(self, delta: ProfileDelta | LatencyDelta) -> None:
+        with self._lock:
+            recs = [(sid, r) for sid, r in self._active.items() if r.host == delta.host]
+        for sid, rec in recs:
+            end_ms = delta.start_ms + delta.interval_ms
+            if end_ms <= rec.started_ms:
+                continue  # an interval that ended before the user pressed Record
+            if rec.stop_at_ms is not None and delta.start_ms >= rec.stop_at_ms:
+                self._finish(sid, "complete")
+                continue
+            try:
+                rec.writer.add(delta)
+                rec.intervals += 1
+            except Exception:
+                rec.errors += 1
+                log.exception("recording %s: interval %s of %s not saved", sid, delta.seq,
+                              delta.kind)
+
+    def _expire(self) -> None:
+        now = now_ms()
+        with self._lock:
+            due = [sid for sid, r in self._active.items()
+                   if r.stop_at_ms is not None and now >= r.stop_at_ms + STOP_GRACE_MS]
+        for sid in due:
+            self._finish(sid, "complete")
+
+    def _finish(self, session_id: int, state: str) -> None:
+        with self._lock:
+            rec = self._active.pop(session_id, None)
+            if rec is None:
+                return
+            self._hosts[rec.host] -= 1
+            if not self._hosts[rec.host]:
+                del self._hosts[rec.host]
+        session = rec.writer.finish(state)
+        if session.ended_ms is None or session.intervals == 0:
+            Session.objects.filter(pk=session_id).update(ended_ms=session.started_ms)
+
+
+RECORDER = Recorder()
+
+
+def mark_interrupted() -> int:
+    """At start-up: recordings of a previous server process cannot resume."""
+    return Session.objects.filter(state="recording").update(state="interrupted")
