@@ -75,8 +75,13 @@ function colourSlot(node, waker) {
 }
 
 export class FlameGraph {
-  constructor(canvas, { onZoom = null, rowHeight = 16, unit = "samples", waker = false } = {}) {
+  // colourOf(node) -> CSS colour or null, and tooltipLines(node) -> [lines]
+  // or null, are optional: the diff page colours and explains by change.
+  constructor(canvas, { onZoom = null, rowHeight = 16, unit = "samples", waker = false,
+    colourOf = null, tooltipLines = null } = {}) {
     this.canvas = canvas;
+    this.colourOf = colourOf;
+    this.tooltipLines = tooltipLines;
     this.unit = unit; // of node weights: "samples" or "us"
     this.waker = waker; // off-wake: colour the waker stack above WAKER_SEPARATOR
     this.ctx = canvas.getContext("2d");
@@ -270,14 +275,28 @@ export class FlameGraph {
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, this.width, cssH);
     const buckets = PALETTE.map(() => []);
+    const custom = new Map(); // colour -> frames, from colourOf
     const test = this.search;
     for (let i = 0; i < this.n; i++) {
       const node = this.nodes[i];
-      const slot = test && node !== this.root && test(node.name)
-        ? HIGHLIGHT : colourSlot(node, this.flags[i]);
-      buckets[slot].push(i);
+      if (test && node !== this.root && test(node.name)) {
+        buckets[HIGHLIGHT].push(i);
+        continue;
+      }
+      const colour = this.colourOf && this.colourOf(node);
+      if (colour) {
+        if (!custom.has(colour)) custom.set(colour, []);
+        custom.get(colour).push(i);
+      } else buckets[colourSlot(node, this.flags[i])].push(i);
     }
     const h = this.rowH - 1; // 1 px gap between rows
+    for (const [colour, list] of custom) {
+      ctx.fillStyle = colour;
+      for (const i of list) {
+        const w = this.ws[i];
+        ctx.fillRect(this.xs[i], this.rowY(this.depths[i]), w > 1.5 ? w - 0.5 : w, h);
+      }
+    }
     for (let s = 0; s < buckets.length; s++) {
       const list = buckets[s];
       if (!list.length) continue;
@@ -428,6 +447,8 @@ export class FlameGraph {
     if (node.key === OTHER_KEY) {
       lines.push(`${node.folded} small frames folded to stay within the node budget`);
     }
+    const extra = this.tooltipLines && this.tooltipLines(node);
+    if (extra) lines.splice(1, lines.length - 1, ...extra);
     this.tooltip.textContent = lines.join("\n");
     this.tooltip.hidden = false;
     // Keep it on screen near the right and bottom edges.

@@ -20,13 +20,17 @@ function escapeHtml(s) {
 }
 
 export class FunctionTable {
-  constructor(table, { onSelect = null, unit = "samples" } = {}) {
+  // `columns` (optional) replaces the default columns: [{key, label, cell(row)
+  // -> HTML-safe text, cls(row) -> class name or ""}]; rows then come from
+  // setRows() and `sortKey` names the column sorted first.
+  constructor(table, { onSelect = null, unit = "samples", columns = null, sortKey = null } = {}) {
     this.table = table;
     this.fmt = unit === "us" ? fmtUs : (v) => String(v);
     this.onSelect = onSelect;
+    this.columns = columns || COLUMNS;
     // Every off-CPU stack ends in the scheduler, so "self" says little there:
     // time-weighted tables open sorted by total instead.
-    this.sortKey = unit === "us" ? "total" : "self";
+    this.sortKey = sortKey || (unit === "us" ? "total" : "self");
     this.descending = true;
     this.rows = [];
     this.selected = null;
@@ -47,7 +51,7 @@ export class FunctionTable {
   }
 
   renderHead() {
-    const cells = COLUMNS.map((c) => {
+    const cells = this.columns.map((c) => {
       const arrow = c.key === this.sortKey ? (this.descending ? " ▼" : " ▲") : "";
       const sort = c.key === this.sortKey ? (this.descending ? "descending" : "ascending") : "none";
       return `<th data-key="${c.key}" aria-sort="${sort}" title="sort by ${c.label}">${c.label}${arrow}</th>`;
@@ -58,7 +62,7 @@ export class FunctionTable {
   // Clicking the sorted column flips the direction; another column sorts
   // descending first (biggest numbers are what one looks for), names ascending.
   sortBy(key) {
-    if (!COLUMNS.some((c) => c.key === key)) return;
+    if (!this.columns.some((c) => c.key === key)) return;
     if (key === this.sortKey) this.descending = !this.descending;
     else {
       this.sortKey = key;
@@ -81,6 +85,12 @@ export class FunctionTable {
     this.renderBody();
   }
 
+  // Rows of the caller's own columns (see the constructor).
+  setRows(rows) {
+    this.rows = rows;
+    this.renderBody();
+  }
+
   select(name) {
     this.selected = name;
     this.renderBody();
@@ -93,11 +103,19 @@ export class FunctionTable {
       ? (a, b) => dir * a.name.localeCompare(b.name)
       : (a, b) => dir * (a[key] - b[key]) || a.name.localeCompare(b.name);
     this.shown = this.rows.slice().sort(cmp).slice(0, MAX_ROWS);
+    const custom = this.columns !== COLUMNS;
     const html = this.shown.map((r, i) => {
       const sel = r.name === this.selected ? ' class="selected"' : "";
       const kernel = r.name.endsWith("_[k]") ? ' data-kernel="1"' : "";
-      return `<tr data-index="${i}"${sel}${kernel}><td class="fn" title="${escapeHtml(r.name)}">`
-        + `${escapeHtml(r.name)}</td><td>${this.fmt(r.self)}</td><td>${r.selfPct.toFixed(2)}</td>`
+      const head = `<tr data-index="${i}"${sel}${kernel}><td class="fn" title="${escapeHtml(r.name)}">`
+        + `${escapeHtml(r.name)}</td>`;
+      if (custom) {
+        return head + this.columns.slice(1).map((c) => {
+          const cls = c.cls ? c.cls(r) : "";
+          return `<td${cls ? ` class="${cls}"` : ""}>${c.cell(r)}</td>`;
+        }).join("") + "</tr>";
+      }
+      return head + `<td>${this.fmt(r.self)}</td><td>${r.selfPct.toFixed(2)}</td>`
         + `<td>${this.fmt(r.total)}</td><td>${r.totalPct.toFixed(2)}</td></tr>`;
     });
     this.body.innerHTML = html.join("");

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -12,6 +12,8 @@ urlpatterns = [
     path("hosts/<str:name>/", views.host, name="host"),
     path("hosts/<str:name>/latency/<str:kind>/", views.latency, name="latency"),
     path("hosts/<str:name>/<str:kind>/", views.profile, name="profile"),
+    path("", include("webprof.sessions.urls")),
+    path("", include("webprof.sessions.viewer_urls")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -1,0 +1,182 @@
+// The differential flame graph page (/sessions/diff/?a=&a_from=&a_to=&b=...).
+//
+// The server sends core.diff.diff_wire: the flame wire format whose widths
+// are max(before scaled, after), plus `before` (already scaled to after's
+// total) and `after` per node in wire order.  Frames are red where B's share
+// grew and blue where it shrank, the more saturated the larger the relative
+// change, grey within UNCHANGED of each other.  Scaling is FlameGraph's
+// difffolded -n: a function that kept its share shows no change.
+
+import { OTHER_KEY, isOther, makeMatcher, matchedSamples, newNode } from "./flametree.js";
+import { FlameGraph, fmtUs } from "./flamegraph.js";
+import { FunctionTable } from "./table.js";
+
+const UNCHANGED = 0.02; // relative change under which a frame stays grey
+const $ = (id) => document.getElementById(id);
+
+// Relative change of a node: (after - before) / max(before, after), in [-1, 1].
+export function relChange(before, after) {
+  const m = Math.max(before, after);
+  return m > 0 ? (after - before) / m : 0;
+}
+
+export function diffColour(before, after) {
+  const rel = relChange(before, after);
+  if (Math.abs(rel) < UNCHANGED) return "rgb(200, 200, 200)";
+  const k = Math.min(1, Math.abs(rel));
+  const light = Math.round(88 - 43 * k);
+  return rel > 0 ? `hsl(0, 85%, ${light}%)` : `hsl(218, 85%, ${light}%)`;
+}
+
+// The wire to a tree like flametree.decodeWire's, each node carrying its
+// `before` and `after`; folds under one parent merge (their sums add).
+export function decodeDiff(wire) {
+  const { names, nodes, before, after } = wire;
+  if (!Array.isArray(nodes) || nodes.length < 3 || nodes.length % 3) {
+    throw new Error("diff tree: nodes must be a non-empty list of triples");
+  }
+  const root = Object.assign(newNode(""), { before: before[0], after: after[0] });
+  root.self = nodes[1];
+  const stack = [[root, nodes[2]]];
+  let pos = 3;
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    if (top[1] === 0) {
+      stack.pop();
+      if (stack.length) stack[stack.length - 1][0].total += top[0].total;
+      continue;
+    }
+    top[1] -= 1;
+    const i = pos / 3;
+    const name = names[nodes[pos]];
+    const parent = top[0];
+    if (!parent.children) parent.children = new Map();
+    const key = isOther(name) ? OTHER_KEY : name;
+    let child = parent.children.get(key);
+    if (!child) {
+      child = Object.assign(newNode(name), { before: 0, after: 0 });
+      parent.children.set(key, child);
+    }
+    child.before += before[i];
+    child.after += after[i];
+    child.self += nodes[pos + 1];
+    child.total += nodes[pos + 1];
+    stack.push([child, nodes[pos + 2]]);
+    pos += 3;
+  }
+  root.total += root.self;
+  return root;
+}
+
+function signed(v, fmt) {
+  return `${v > 0 ? "+" : v < 0 ? "−" : "±"}${fmt(Math.abs(v))}`;
+}
+
+function pctOf(change, before) {
+  if (!before) return change ? "new" : "0%";
+  return `${change > 0 ? "+" : ""}${((100 * change) / before).toFixed(1)}%`;
+}
+
+class DiffView {
+  constructor() {
+    this.search = { test: null, error: null };
+    this.fmt = (v) => String(Math.round(v));
+    this.graph = new FlameGraph($("flamegraph"), {
+      onZoom: (p) => this.renderBreadcrumb(p),
+      colourOf: (n) => (n.before === undefined ? null : diffColour(n.before, n.after)),
+      tooltipLines: (n) => this.explain(n),
+    });
+    const fmt = (v) => this.fmt(v);
+    this.table = new FunctionTable($("functions"), {
+      onSelect: (n) => this.searchExact(n), sortKey: "absChange",
+      columns: [
+        { key: "name", label: "function" },
+        { key: "before_total", label: "before", cell: (r) => fmt(r.before_total) },
+        { key: "after_total", label: "after", cell: (r) => fmt(r.after_total) },
+        { key: "change", label: "change", cell: (r) => signed(r.change, fmt),
+          cls: (r) => (Math.abs(relChange(r.before_total, r.after_total)) < UNCHANGED ? ""
+            : r.change > 0 ? "grew" : "shrank") },
+        { key: "changePct", label: "change %", cell: (r) => pctOf(r.change, r.before_total) },
+        { key: "absChange", label: "|change|", cell: (r) => fmt(Math.abs(r.change)) },
+      ],
+    });
+    $("icicle").addEventListener("change", (e) => this.graph.setIcicle(e.target.checked));
+    $("search").addEventListener("input", (e) => this.setSearch(e.target.value));
+    this.loads = 0;
+    if (new URLSearchParams(location.search).get("a")) this.load();
+  }
+
+  explain(n) {
+    if (n.before === undefined) return null;
+    const change = n.after - n.before;
+    return [`before ${this.fmt(n.before)} (scaled) · after ${this.fmt(n.after)}`,
+      `change ${signed(change, this.fmt)} (${pctOf(change, n.before)})`];
+  }
+
+  async load() {
+    const info = $("diff-info");
+    try {
+      const resp = await fetch(`/sessions/diff.json${location.search}`, { credentials: "same-origin" });
+      const data = await resp.json();
+      if (!resp.ok) throw new Error(data.error || resp.statusText);
+      this.show(data);
+    } catch (e) {
+      $("diff-error").hidden = false;
+      $("diff-error").textContent = `cannot compare: ${e.message}`;
+      info.textContent = "";
+    }
+  }
+
+  show(data) {
+    this.data = data;
+    const us = data.unit === "us";
+    this.fmt = us ? (v) => fmtUs(v) : (v) => `${Math.round(v)}`;
+    this.tree = decodeDiff(data.wire);
+    this.graph.unit = data.unit;
+    this.graph.setTree(this.tree);
+    this.table.setRows(data.functions.map((r) => ({ ...r, absChange: Math.abs(r.change),
+      changePct: r.before_total ? r.change / r.before_total : (r.change ? Infinity : 0) })));
+    const side = (s) => `#${s.id} ${s.name} +${(s.from_ms - s.origin_ms) / 1000} s … `
+      + `+${(s.to_ms - s.origin_ms) / 1000} s (${us ? fmtUs(s.total) : `${s.total} samples`})`;
+    $("diff-info").textContent = `${data.kind}: A ${side(data.a)} → B ${side(data.b)} · `
+      + `A scaled ×${data.wire.scale.toPrecision(3)} · server ${data.server_ms} ms`;
+    this.loads += 1;
+  }
+
+  setSearch(text) {
+    this.search = makeMatcher(text);
+    this.graph.setSearch(this.search.test);
+    this.table.select(null);
+    const { test, error } = this.search;
+    const tree = this.tree;
+    $("search-result").textContent = error || (!test || !tree ? ""
+      : `matched: ${(tree.total ? (100 * matchedSamples(tree, test)) / tree.total : 0).toFixed(2)}% of width`);
+  }
+
+  searchExact(name) {
+    const text = `/^${name.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}$/`;
+    $("search").value = text;
+    this.setSearch(text);
+    this.table.select(name);
+  }
+
+  renderBreadcrumb(path) {
+    const nav = $("breadcrumb");
+    nav.textContent = "";
+    path.forEach((step, i) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "crumb";
+      b.textContent = step.name;
+      if (i === path.length - 1) b.setAttribute("aria-current", "true");
+      b.addEventListener("click", () => this.graph.zoomTo(path.slice(1, i + 1).map((s) => s.key)));
+      nav.appendChild(b);
+    });
+  }
+}
+
+if ($("diff")) {
+  const view = new DiffView();
+  window.webprofDiff = { view, graph: view.graph, table: view.table,
+    get loads() { return view.loads; }, get data() { return view.data; } };
+}

@@ -1,0 +1,398 @@
+// The session page: samples over time, the sub-second heatmap, latency
+// heatmaps and the flame graph of the selected range, all on one time axis
+// (seconds since the session's start).
+//
+// The selection lives in the URL (?kind=&from=&to=&pid=&comm=, times in ms
+// from the start) and is kept there with history.replaceState, so a copied
+// link reopens the same range.  Every flame graph comes from the server
+// (flame.json); the page keeps no profile data of its own besides the tree
+// it shows.  The same script serves /s/<token>/, whose data-base points the
+// requests at the token's endpoints.
+
+import { decodeWire, emptyTree, functionStats, makeMatcher, matchedSamples } from "./flametree.js";
+import { FlameGraph, fmtUs, fmtWeight } from "./flamegraph.js";
+import { rowLabel, rowOf, rowRange } from "./heatmap.js";
+import { SubsecondHeatmap } from "./subsecond.js";
+import { FunctionTable } from "./table.js";
+
+const $ = (id) => document.getElementById(id);
+const CONFIG = { displayModeBar: false, responsive: true };
+const MARGIN = { l: 48, r: 0 }; // the heatmap canvas's gutter: x axes line up
+const COLOURS = { cpu: "#d9622b", offcpu: "#2b6cd9", offwake: "#7c3aed" };
+const SELECT_FILL = { a: "rgba(37, 99, 235, 0.18)", b: "rgba(22, 163, 74, 0.18)" };
+
+function fmtSpan(ms) {
+  return ms < 1000 ? `${ms} ms` : `${Number((ms / 1000).toPrecision(4))} s`;
+}
+
+async function getJSON(url, signal) {
+  const resp = await fetch(url, { signal, credentials: "same-origin" });
+  let body = null;
+  try {
+    body = await resp.json();
+  } catch {
+    throw new Error(`${resp.status} ${resp.statusText}`);
+  }
+  if (!resp.ok) throw new Error(body.error || `${resp.status} ${resp.statusText}`);
+  return body;
+}
+
+class SessionView {
+  constructor(section) {
+    this.base = section.dataset.base;
+    this.exportBase = section.dataset.export;
+    this.sessionId = section.dataset.session;
+    this.origin = Number(section.dataset.origin);
+    this.shared = section.dataset.shared === "1";
+    this.kinds = section.dataset.kinds ? section.dataset.kinds.split(",") : [];
+    this.latencyKinds = section.dataset.latencyKinds ? section.dataset.latencyKinds.split(",") : [];
+    this.units = JSON.parse($("session-units").textContent);
+    this.readURL();
+    this.loads = 0;
+    this.latency = {};
+    this.view = [0, 1];
+    if (!this.kinds.length) return;
+    this.unit = this.units[this.state.kind];
+    this.graph = new FlameGraph($("flamegraph"), { onZoom: (p) => this.renderBreadcrumb(p),
+      unit: this.unit });
+    this.table = new FunctionTable($("functions"), { onSelect: (n) => this.searchExact(n),
+      unit: this.unit });
+    this.heatmap = new SubsecondHeatmap({ canvas: $("subsecond-canvas"),
+      scroller: $("subsecond-scroll"), legend: $("subsecond-legend"),
+      onSelect: (which, range) => this.onSelect(which, range),
+      onView: (v) => this.onView(v), format: (v) => this.fmt(v) });
+    this.search = { test: null, error: null };
+    this.bind();
+    this.renderBreadcrumb(this.graph.zoomPath());
+    this.loadTimeline();
+    this.loadHeatmap();
+    this.loadFlame();
+    for (const k of this.latencyKinds) this.loadLatency(k);
+  }
+
+  fmt(v) {
+    return this.unit === "us" ? fmtUs(v) : `${v} samples`;
+  }
+
+  // ---- URL state ------------------------------------------------------------
+  readURL() {
+    const q = new URLSearchParams(location.search);
+    const num = (k) => (q.get(k) !== null && /^\d+$/.test(q.get(k)) ? Number(q.get(k)) : null);
+    const kind = this.kinds.includes(q.get("kind")) ? q.get("kind") : this.kinds[0];
+    this.state = { kind, from: num("from"), to: num("to"), pid: num("pid"),
+      comm: q.get("comm") || null };
+    if (this.state.from === null || this.state.to === null) this.state.from = this.state.to = null;
+  }
+
+  params(extra = {}) {
+    const s = this.state;
+    const q = new URLSearchParams({ kind: s.kind });
+    if (s.from !== null) { q.set("from", s.from); q.set("to", s.to); }
+    if (s.pid !== null) q.set("pid", s.pid);
+    if (s.comm) q.set("comm", s.comm);
+    for (const [k, v] of Object.entries(extra)) q.set(k, v);
+    return q;
+  }
+
+  writeURL() {
+    history.replaceState(null, "", `${location.pathname}?${this.params()}`);
+    // The exporter takes unix ms and no process filter.
+    const s = this.state;
+    for (const a of document.querySelectorAll(".exports a")) {
+      const q = new URLSearchParams({ format: a.dataset.format, kind: s.kind });
+      if (s.from !== null) { q.set("from", this.origin + s.from); q.set("to", this.origin + s.to); }
+      a.href = `${this.exportBase}?${q}`;
+    }
+  }
+
+  // ---- data -------------------------------------------------------------------
+  async loadFlame() {
+    this.writeURL();
+    this.flameAbort?.abort();
+    const abort = (this.flameAbort = new AbortController());
+    $("range-info").textContent = "loading…";
+    try {
+      const data = await getJSON(`${this.base}flame.json?${this.params()}`, abort.signal);
+      this.showFlame(data);
+    } catch (e) {
+      if (e.name === "AbortError") return;
+      $("range-error").hidden = false;
+      $("range-error").textContent = `could not load the flame graph: ${e.message}`;
+      $("range-info").textContent = "";
+    }
+  }
+
+  showFlame(data) {
+    $("range-error").hidden = true;
+    this.flame = data;
+    this.tree = decodeWire(data.tree);
+    this.graph.setTree(this.tree);
+    this.table.update(functionStats(this.tree), this.tree.total);
+    this.renderSearch();
+    const from = data.from_ms - data.origin_ms;
+    const to = data.to_ms - data.origin_ms;
+    const s = this.state;
+    const parts = [
+      s.from === null ? "whole session" : `+${fmtSpan(from)} … +${fmtSpan(to)}`,
+      `${fmtSpan(to - from)} long`,
+      fmtWeight(data.total, data.unit),
+      s.pid !== null ? `pid ${s.pid}` : s.comm ? `process ~ "${s.comm}"` : "all processes",
+      `server ${data.server_ms} ms`,
+    ];
+    if (data.folded_nodes) parts.push(`${data.folded_nodes} small frames folded`);
+    $("range-info").textContent = parts.join(" · ");
+    this.loads += 1;
+  }
+
+  async loadHeatmap() {
+    const data = await getJSON(`${this.base}heatmap.json?kind=${this.state.kind}`);
+    this.heatmap.setData(data);
+    if (this.state.from !== null) {
+      this.heatmap.setSelection("a", { from: this.state.from, to: this.state.to });
+      this.heatmap.reveal(Math.floor(this.state.from / 1000));
+    }
+    this.renderSelection();
+  }
+
+  async loadTimeline() {
+    const data = await getJSON(`${this.base}timeline.json`);
+    const traces = Object.entries(data.kinds).map(([kind, k]) => {
+      const us = k.unit === "us";
+      // Step lines: an interval's rate holds from its start to its end.
+      const x = [];
+      const y = [];
+      for (const [start, dur, w] of k.points) {
+        x.push((start - data.origin_ms) / 1000);
+        y.push(dur ? (w * (us ? 1 : 1000)) / dur : w); // µs/ms = ms/s; samples/s
+      }
+      const last = k.points.at(-1);
+      if (last) { // the last interval's step runs to its end
+        x.push((last[0] + last[1] - data.origin_ms) / 1000);
+        y.push(y.at(-1));
+      }
+      return { x, y, type: "scatter", mode: "lines", line: { shape: "hv", color: COLOURS[kind] },
+        name: us ? `${kind} (ms blocked/s)` : `${kind} (samples/s)`, yaxis: us ? "y2" : "y",
+        hovertemplate: `+%{x:.1f} s: %{y:.1f}<extra>${kind}</extra>` };
+    });
+    this.timelineEl = $("timeline");
+    const layout = this.axisLayout({ height: 170, showlegend: true,
+      legend: { orientation: "h", y: 1.25 }, yaxis: { rangemode: "tozero", fixedrange: true },
+      yaxis2: { rangemode: "tozero", overlaying: "y", side: "right", fixedrange: true,
+        showgrid: false } });
+    await window.Plotly.newPlot(this.timelineEl, traces, layout, CONFIG);
+    this.renderSelection();
+  }
+
+  async loadLatency(kind) {
+    const data = await getJSON(`${this.base}latency.json?kind=${kind}`);
+    const names = new Set();
+    for (const it of data.intervals) for (const n of Object.keys(it.series)) names.add(n);
+    const sel = document.querySelector(`select.series[data-kind="${kind}"]`);
+    const list = ["all", ...[...names].filter((n) => n !== "all").sort()];
+    sel.replaceChildren(...list.map((n) => new Option(n, n)));
+    sel.addEventListener("change", () => this.renderLatency(kind, sel.value));
+    this.latency[kind] = data;
+    this.renderLatency(kind, "all");
+  }
+
+  // One latency kind as a plotly heatmap: x the interval (seconds since the
+  // start), y the log2 bucket; "all" sums the series when none is named so.
+  renderLatency(kind, series) {
+    const data = this.latency[kind];
+    const cols = data.intervals.map((it) => {
+      if (series !== "all" || it.series.all) return it.series[series] || [];
+      const sum = new Map();
+      for (const b of Object.values(it.series).flat()) sum.set(b[0], [b[0], b[1], (sum.get(b[0])?.[2] || 0) + b[2]]);
+      return [...sum.values()];
+    });
+    const rows = cols.flat().map((b) => rowOf(b[0]));
+    const lo = rows.length ? Math.min(...rows) : 0;
+    const hi = rows.length ? Math.max(...rows) : 0;
+    const z = [];
+    for (let r = lo; r <= hi; r++) z.push(cols.map(() => null));
+    cols.forEach((buckets, c) => { for (const b of buckets) if (b[2]) z[rowOf(b[0]) - lo][c] = b[2]; });
+    const x = data.intervals.map((it) => (it.start_ms - data.origin_ms + it.interval_ms / 2) / 1000);
+    const y = z.map((_, i) => lo + i);
+    const text = y.map((r) => x.map(() => `[${rowRange(r)[0]}, ${rowRange(r)[1]}) µs`));
+    const trace = { type: "heatmap", x, y, z, colorscale: "Viridis", zmin: 0, showscale: false,
+      hoverongaps: false, customdata: text,
+      hovertemplate: "+%{x:.1f} s<br>%{customdata}<br>count %{z}<extra></extra>" };
+    const layout = this.axisLayout({ height: 220, yaxis: { fixedrange: true,
+      tickvals: y, ticktext: y.map(rowLabel), range: [lo - 0.5, hi + 0.5] } });
+    window.Plotly.react($(`latency-${kind}`), [trace], layout, CONFIG);
+  }
+
+  // A plotly layout on the heatmap's time axis: same left margin, same range.
+  axisLayout(extra) {
+    const shapes = this.selectionShapes();
+    return { margin: { ...MARGIN, t: 24, b: 28 }, shapes, ...extra,
+      xaxis: { range: this.view.slice(), fixedrange: true, ticksuffix: " s", zeroline: false } };
+  }
+
+  selectionShapes() {
+    const out = [];
+    for (const which of ["a", "b"]) {
+      const r = this.heatmap?.selections[which];
+      if (!r) continue;
+      out.push({ type: "rect", xref: "x", yref: "paper", x0: r.from / 1000, x1: r.to / 1000,
+        y0: 0, y1: 1, fillcolor: SELECT_FILL[which], line: { width: 0 } });
+    }
+    return out;
+  }
+
+  plots() {
+    return [this.timelineEl, ...this.latencyKinds.map((k) => $(`latency-${k}`))]
+      .filter((el) => el && el.data);
+  }
+
+  // The heatmap scrolled or resized: move the plotly charts with it (once per frame).
+  onView(view) {
+    this.view = view;
+    if (this.viewPending) return;
+    this.viewPending = requestAnimationFrame(() => {
+      this.viewPending = 0;
+      for (const el of this.plots()) window.Plotly.relayout(el, { "xaxis.range": this.view.slice() });
+    });
+  }
+
+  renderSelection() {
+    const shapes = this.selectionShapes();
+    for (const el of this.plots()) window.Plotly.relayout(el, { shapes });
+    const s = this.state;
+    $("selection").textContent = s.from === null ? "selection: whole session"
+      : `selection: +${fmtSpan(s.from)} … +${fmtSpan(s.to)}`;
+  }
+
+  // ---- controls -------------------------------------------------------------
+  onSelect(which, range) {
+    if (which === "b") {
+      this.heatmap.marking = "a";
+      $("compare-range").classList.remove("armed");
+      $("compare-range").textContent = "compare this range with another range…";
+      this.showCompareLink(range);
+    } else {
+      Object.assign(this.state, range);
+      this.loadFlame();
+    }
+    this.renderSelection();
+  }
+
+  showCompareLink(b) {
+    const s = this.state;
+    const q = new URLSearchParams({ a: this.sessionId, b: this.sessionId, kind: s.kind,
+      b_from: b.from, b_to: b.to });
+    if (s.from !== null) { q.set("a_from", s.from); q.set("a_to", s.to); }
+    const link = $("compare-link");
+    link.href = `/sessions/diff/?${q}`;
+    link.textContent = `open the diff: selection (blue) → +${fmtSpan(b.from)} … +${fmtSpan(b.to)} (green)`;
+    link.hidden = false;
+  }
+
+  bind() {
+    $("kind").value = this.state.kind;
+    $("kind").addEventListener("change", (e) => {
+      this.state.kind = e.target.value;
+      this.unit = this.units[this.state.kind];
+      this.graph.unit = this.unit;
+      this.table.fmt = this.unit === "us" ? fmtUs : (v) => String(v);
+      this.loadHeatmap();
+      this.loadFlame();
+    });
+    $("cell-width").addEventListener("change", (e) => this.heatmap.setCellWidth(e.target.value));
+    $("whole").addEventListener("click", () => {
+      this.state.from = this.state.to = null;
+      this.heatmap.setSelection("a", null);
+      this.renderSelection();
+      this.loadFlame();
+    });
+    $("icicle").addEventListener("change", (e) => this.graph.setIcicle(e.target.checked));
+    $("search").addEventListener("input", (e) => this.setSearch(e.target.value));
+    $("filter").value = this.state.pid ?? this.state.comm ?? "";
+    $("filter-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.applyFilter($("filter").value);
+    });
+    $("filter-clear").addEventListener("click", () => {
+      $("filter").value = "";
+      this.applyFilter("");
+    });
+    if (this.shared) return;
+    $("compare-range").addEventListener("click", () => {
+      this.heatmap.marking = "b";
+      $("compare-range").classList.add("armed");
+      $("compare-range").textContent = "now drag the second range on the heatmap…";
+    });
+    $("compare-session").addEventListener("submit", (e) => {
+      const f = e.target;
+      f.kind.value = this.state.kind;
+      f.a_from.value = this.state.from ?? "";
+      f.a_to.value = this.state.to ?? "";
+      for (const el of [f.a_from, f.a_to]) el.disabled = el.value === "";
+    });
+  }
+
+  applyFilter(text) {
+    const t = text.trim();
+    if (/^\d+$/.test(t)) Object.assign(this.state, { pid: Number(t), comm: null });
+    else Object.assign(this.state, { pid: null, comm: t || null });
+    this.loadFlame();
+  }
+
+  setSearch(text) {
+    this.search = makeMatcher(text);
+    this.graph.setSearch(this.search.test);
+    this.table.select(null);
+    this.renderSearch();
+  }
+
+  searchExact(name) {
+    const text = `/^${name.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}$/`;
+    $("search").value = text;
+    this.setSearch(text);
+    this.table.select(name);
+  }
+
+  renderSearch() {
+    const out = $("search-result");
+    const { test, error } = this.search;
+    const tree = this.tree || emptyTree();
+    if (error) out.textContent = error;
+    else if (!test) out.textContent = "";
+    else out.textContent = `matched: ${(tree.total ? (100 * matchedSamples(tree, test)) / tree.total : 0).toFixed(2)}% of total`;
+  }
+
+  renderBreadcrumb(path) {
+    const nav = $("breadcrumb");
+    nav.textContent = "";
+    path.forEach((step, i) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "crumb";
+      b.textContent = step.name;
+      if (i === path.length - 1) b.setAttribute("aria-current", "true");
+      b.addEventListener("click", () => this.graph.zoomTo(path.slice(1, i + 1).map((s) => s.key)));
+      nav.appendChild(b);
+    });
+  }
+}
+
+for (const el of document.querySelectorAll(".when[data-ms]")) {
+  el.textContent = new Date(Number(el.dataset.ms)).toLocaleString();
+}
+const dur = $("duration");
+if (dur) dur.textContent = fmtSpan(Number(dur.dataset.ms));
+
+const section = $("session");
+if (section) {
+  const view = new SessionView(section);
+  // Read-only hook for browser tests and for poking at the page by hand.
+  window.webprofSession = {
+    view,
+    graph: view.graph,
+    heatmap: view.heatmap,
+    get loads() { return view.loads; },
+    get flame() { return view.flame; },
+    get state() { return { ...view.state }; },
+    tree: () => view.tree,
+  };
+}

@@ -1,0 +1,69 @@
+"""Forms of the session pages: record, rename and annotate, share, import.
+
+Each field carries the message shown next to it, so a refused request says
+which field is wrong and why before anything is created.
+"""
+
+from __future__ import annotations
+
+from django import forms
+
+from ..hub import MAX_HOST_NAME
+
+# Recording lengths offered by the live pages' Record control (seconds; "" = until stopped).
+DURATIONS = (("", "until stopped"), ("10", "10 s"), ("30", "30 s"), ("60", "1 min"),
+             ("300", "5 min"), ("900", "15 min"), ("3600", "1 h"))
+MAX_DURATION_S = 86_400
+EXPIRIES = (("1h", "1 hour"), ("1d", "1 day"), ("7d", "7 days"), ("30d", "30 days"),
+            ("never", "never"))
+NAME_MAX = 200
+NOTES_MAX = 10_000
+
+
+def _name_field(required: bool) -> forms.CharField:
+    return forms.CharField(
+        max_length=NAME_MAX, required=required,
+        error_messages={"required": "Give the session a name.",
+                        "max_length": f"A name has at most {NAME_MAX} characters."})
+
+
+class RecordForm(forms.Form):
+    """Start recording a host; a blank duration records until stopped."""
+
+    host = forms.CharField(max_length=MAX_HOST_NAME,
+                           error_messages={"required": "Say which host to record."})
+    name = _name_field(required=False)
+    duration_s = forms.IntegerField(
+        required=False, min_value=1, max_value=MAX_DURATION_S,
+        error_messages={
+            "min_value": "A recording lasts at least 1 second.",
+            "max_value": f"A recording lasts at most {MAX_DURATION_S} seconds (24 h); "
+                         "choose \"until stopped\" for longer.",
+            "invalid": "The duration is a whole number of seconds, 1 to 86400."})
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        if name and not name.isprintable():
+            raise forms.ValidationError("A name must be printable text (no control characters).")
+        return name
+
+
+class EditForm(forms.Form):
+    name = _name_field(required=True)
+    notes = forms.CharField(
+        required=False, max_length=NOTES_MAX, widget=forms.Textarea(attrs={"rows": 4}),
+        error_messages={"max_length": f"Notes have at most {NOTES_MAX} characters."})
+
+
+class ShareForm(forms.Form):
+    expires = forms.ChoiceField(
+        label="Expires after", choices=EXPIRIES, initial="7d",
+        error_messages={"invalid_choice": "Choose an expiry from the list."})
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(
+        label="Folded stacks file",
+        error_messages={"required": "Choose a folded file to upload.",
+                        "empty": "The file is empty."})
+    name = _name_field(required=True)
