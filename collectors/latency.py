@@ -289,7 +289,7 @@ def record_main(args: argparse.Namespace) -> int:
         for name, buckets in delta.series.items():
             series[name] = histogram.merge(series.get(name, []), buckets)
 
-    code = record.run(collector, args.duration, args.pid, add)
+    code = record.run(collector, args.duration, args.pid, record.keeping(args, add))
     if code is not None:
         return code
     if args.kind == "runqlat":

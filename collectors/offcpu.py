@@ -285,7 +285,7 @@ def record_main(args: argparse.Namespace) -> int:
         print(f"webprof record: {exc}", file=sys.stderr)
         return 1
     folded = record.FoldedStacks()
-    code = record.run(collector, args.duration, args.pid, folded.add)
+    code = record.run(collector, args.duration, args.pid, record.keeping(args, folded.add))
     if code is not None:
         return code
     record.finish(folded.text(), args.output,

@@ -32,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
 
     folded = FoldedStacks()
     code = run(CpuCollector(frequency_hz=args.frequency, pid=args.pid), args.duration,
-               args.pid, folded.add)
+               args.pid, keeping(args, folded.add))
     if code is not None:
         return code
     finish(folded.text(), args.output, f"{len(folded.counts)} stacks", folded.health,
@@ -83,6 +83,22 @@ def run(collector: Any, duration_s: float, pid: int | None,
         if tty:
             print("\r" + " " * 50 + "\r", end="", file=sys.stderr, flush=True)
     return None
+
+
+def keeping(args: argparse.Namespace,
+            on_delta: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``on_delta``, also appending every delta to ``args.keep_deltas`` when the
+    caller set that list (``record --save``: the webprof side stores them).
+    Kept here as plain protocol messages so this package never imports Django."""
+    kept = getattr(args, "keep_deltas", None)
+    if kept is None:
+        return on_delta
+
+    def both(delta: Any) -> None:
+        on_delta(delta)
+        kept.append(delta)
+
+    return both
 
 
 def finish(text: str, output: str | None, what: str, health: dict[str, int],

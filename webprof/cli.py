@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import textwrap
+from typing import Any
 
 DEFAULT_INTERVAL_S = 1.0
 DEFAULT_FREQUENCY_HZ = 49
@@ -90,6 +92,133 @@ def _add_collect_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value < 10**9:
+        raise argparse.ArgumentTypeError(f"seconds must be >= 0, got {text}")
+    return value
+
+
+def _add_save(p: argparse.ArgumentParser) -> None:
+    kind = p.prog.split()[-1]
+    p.epilog = _examples(f"webprof record {kind} --duration 30 -o {kind}.out",
+                         f"webprof record {kind} --duration 60 --save 'after fix' > /dev/null")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--save", metavar="NAME",
+                   help="also save the recording as a session named NAME in webprof's "
+                   "database (WEBPROF_DATA_DIR or DATABASE_URL) and print its id and URL")
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _session_parser(sub: Any, name: str, summary: str, description: str, handler: str,
+                    *examples: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=summary, description=textwrap.fill(description, 78),
+                       epilog=_examples(*examples),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(handler=f"webprof.sessions.commands:{handler}")
+    return p
+
+
+SESSION_REF = "a session id, or its exact name"
+PUBLIC_URL_HELP = ("base of the printed URL (default: the WEBPROF_PUBLIC_URL setting, from the "
+                   "environment variable of that name; else http://<this hostname>:8000)")
+
+
+def _add_session_commands(sub: Any) -> None:
+    p = _session_parser(
+        sub, "sessions", "list recorded and imported sessions",
+        "List sessions, newest first: id, name, host, kinds, start, duration, size on "
+        "disk, owner and state.", "list_sessions",
+        "webprof sessions", "webprof sessions -q checkout", "webprof sessions --json | jq '.[0]'")
+    p.add_argument("-q", "--query", metavar="TEXT",
+                   help="only sessions whose name, host or notes contain TEXT")
+    p.add_argument("--json", action="store_true", help="print a JSON array instead")
+
+    p = _session_parser(
+        sub, "share", "create a read-only link to a session and print its URL",
+        "Create a read-only share link. Opening it needs no login and shows that session "
+        "only. The URL carries a secret token that is printed once and stored hashed.",
+        "share", "webprof share 12", "webprof share 'before deploy' --expires 7d",
+        "webprof share 12 --base-url https://prof.example.com")
+    p.add_argument("session", metavar="SESSION", help=SESSION_REF)
+    p.add_argument("--expires", metavar="DURATION", default="",
+                   help="e.g. 30m, 12h, 7d, 2w (at most 366 days; default: never)")
+    p.add_argument("--base-url", metavar="URL", help=PUBLIC_URL_HELP)
+
+    p = _session_parser(
+        sub, "unshare", "revoke a share link",
+        "Revoke a share link by its token, its URL, or the 8-character prefix that "
+        "`webprof shares` lists. Tokens may start with '-': put them after '--'.",
+        "unshare", "webprof unshare -- Xk3_9aQz", "webprof unshare -- -bR2xY7q")
+    p.add_argument("token", metavar="TOKEN", help="the token, the link's URL or its prefix")
+
+    p = _session_parser(
+        sub, "shares", "list a session's active share links",
+        "List a session's active (not revoked, not expired) share links by prefix.",
+        "list_shares", "webprof shares 12")
+    p.add_argument("session", metavar="SESSION", help=SESSION_REF)
+    p.add_argument("--json", action="store_true", help="print a JSON array instead")
+
+    p = _session_parser(
+        sub, "export", "write a session (or a time range of it) to a file",
+        "Export one profile kind of a session as folded stacks (FlameGraph, speedscope), "
+        "speedscope's JSON format, or gzipped pprof (go tool pprof, Pyroscope, Parca).",
+        "export", "webprof export 12 --format pprof -o cpu.pb.gz",
+        "webprof export 12 --format folded --from 10 --to 12.5 -o - | flamegraph.pl > a.svg",
+        "webprof export 'nightly' --format speedscope --kind offcpu -o off.json")
+    p.add_argument("session", metavar="SESSION", help=SESSION_REF)
+    p.add_argument("--format", required=True, choices=("folded", "speedscope", "pprof"))
+    p.add_argument("--kind", choices=("cpu", "offcpu", "offwake"),
+                   help="which profile (default: the session's first)")
+    p.add_argument("--from", dest="from_s", type=seconds, metavar="S",
+                   help="start of the range, seconds from the session's start (default 0)")
+    p.add_argument("--to", dest="to_s", type=seconds, metavar="S",
+                   help="end of the range, seconds from the session's start (default: its end)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="'-' for stdout")
+
+    p = _session_parser(
+        sub, "import", "make a session from a folded-stacks file",
+        "Import folded stacks as a new session and print its id. Reads webprof's own "
+        "folded output, `perf script | stackcollapse-perf.pl` output and bcc "
+        "`profile -f` output. A bad line is reported by number and nothing is created.",
+        "import_file", "webprof import cpu.folded --name 'prod, Monday'",
+        "perf script | stackcollapse-perf.pl | webprof import - --name perf-run")
+    p.add_argument("file", metavar="FILE", help="'-' for stdin")
+    p.add_argument("--name", required=True, help="the new session's name")
+    p.add_argument("--host", help="the host it was recorded on (default: none)")
+
+    p = _session_parser(
+        sub, "prune", "delete old sessions to keep within age and size limits (cron-safe)",
+        "Delete finished sessions older than the age limit, then the oldest finished ones "
+        "until the total size fits; sessions still recording are never touched. Limits "
+        "come from WEBPROF_RETENTION_MAX_AGE_DAYS and WEBPROF_RETENTION_MAX_BYTES unless "
+        "given here; with neither it does nothing. Safe to run from cron: no questions, "
+        "exit 0 when there is nothing to do, a lock file (prune.lock in the data directory) "
+        "so only one runs at a time (another run exits 1 with a message, or waits with "
+        "--wait). On SQLite a WAL checkpoint gives the deleted rows' space back to the "
+        "database; --vacuum also runs VACUUM, which shrinks the file itself but rewrites "
+        "it (needs that much free disk, and blocks writes while it runs).",
+        "prune", "webprof prune --max-age 30d --dry-run", "webprof prune --max-size 10G",
+        "# in /etc/cron.d/webprof, nightly at 03:17:",
+        "17 3 * * *  root  /opt/webprof/.venv/bin/webprof prune --max-age 30d --max-size 10G")
+    p.add_argument("--max-age", metavar="AGE",
+                   help="e.g. 30d, 2w, 12h, or 'none' (default: the setting)")
+    p.add_argument("--max-size", metavar="SIZE",
+                   help="total size_bytes to keep, e.g. 500M, 10G, or 'none' "
+                   "(default: the setting)")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.add_argument("--vacuum", action="store_true",
+                   help="also run VACUUM after deleting, to shrink the database files")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for a running prune to finish instead of exiting")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="webprof",
@@ -157,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     record = sub.add_parser(
         "record",
         help="record a profile headlessly, no server needed",
-        description="Record with eBPF and write the result to a file or stdout.",
+        description="Record with eBPF and write the result to a file or stdout; with "
+        "--save NAME also keep it as a session in webprof's database.",
     )
     kinds = record.add_subparsers(dest="kind", metavar="KIND", required=True)
     cpu = kinds.add_parser(
@@ -171,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling(cpu)
     cpu.add_argument("--pid", type=pid, help="only this process (all its threads)")
     cpu.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    _add_save(cpu)
     cpu.set_defaults(handler="collectors.record:main")
 
     for kind, what in (
@@ -192,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--all-threads", action="store_true",
                        help="include kernel threads (default: user threads only)")
         p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+        _add_save(p)
         p.set_defaults(handler="collectors.offcpu:record_main")
 
     for kind, what in (
@@ -210,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help='text: log2 histograms; json: {"unit": "us", "series": '
                        "{NAME: [[low, high, count], ...]}}")
         p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+        _add_save(p)
         p.set_defaults(handler="collectors.latency:record_main")
 
     doctor = sub.add_parser(
@@ -219,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
         "perf events and a trivial bcc compile; say how to fix what fails.",
     )
     doctor.set_defaults(handler="collectors.doctor:main")
+    _add_session_commands(sub)
     return parser
 
 
@@ -227,9 +361,28 @@ def main(argv: list[str] | None = None) -> int:
     module_name, func_name = args.handler.split(":")
     handler = getattr(importlib.import_module(module_name), func_name)
     try:
+        if getattr(args, "save", None) is not None:
+            return record_and_save(args, handler)
         return int(handler(args) or 0)
     except KeyboardInterrupt:
         return 130
+
+
+def record_and_save(args: argparse.Namespace, handler: Any) -> int:
+    """``record ... --save``: the collectors' side records as usual and keeps
+    its protocol messages in ``args.keep_deltas``; the Django side stores them.
+    Only this dispatcher sees both sides, so neither package imports the other."""
+    from .sessions.commands import RecordingSaver
+
+    saver = RecordingSaver(args)
+    code = saver.prepare()
+    if code is not None:
+        return code
+    args.keep_deltas = []
+    code = int(handler(args) or 0)
+    if code:
+        return code
+    return saver.save(args.keep_deltas)
 
 
 if __name__ == "__main__":
