@@ -4,6 +4,7 @@ import random
 import pytest
 
 from webprof.core import protocol as P
+from webprof.core import trace_messages as T
 
 pytestmark = pytest.mark.unit
 
@@ -44,7 +45,30 @@ EXAMPLES = [
     P.CollectorConfig(collectors=["cpu", "offcpu", "runqlat"], pid=7, min_block_us=10),
     P.HostStatus(host="web-1", connected=True, last_seen_ms=5),
     P.Error(code="bad_message", message="x", dropped=1),
+    T.TraceStart(trace_id=7, spec={"kind": "funclat", "duration_s": 5, "binary": "/bin/true",
+                                   "symbols": ["main"]}),
+    T.TraceCancel(trace_id=7),
+    T.TraceState(trace_id=7, state="failed", elapsed_ms=10, remaining_ms=0,
+                 reason="symbol not found", errors={"symbols": "'x' is not in /bin/true"}),
+    T.CollectorQuery(query_id=1, what="symbols", args={"binary": "/bin/true", "prefix": "ma"}),
+    T.CollectorAnswer(query_id=1, result=["main"], error=""),
+    P.ProfileDelta(host="h", kind="usdt", seq=0, start_ms=1, interval_ms=1000, frequency_hz=0,
+                   strings=["app", "probe"], stacks=[[1, 0, 3, 1]], health={}, trace_id=7),
+    P.LatencyDelta(host="h", kind="funclat", seq=0, start_ms=1, interval_ms=1000,
+                   series={"parse": [[512, 1024, 9]]}, health={}, trace_id=7),
 ]
+
+
+def test_trace_only_kinds_need_a_trace_id():
+    for example in EXAMPLES[-2:]:
+        body = {**example.to_dict(), "trace_id": 0}
+        with pytest.raises(P.ProtocolError, match="unknown kind"):
+            P.decode(body)
+
+
+def test_trace_state_rejects_unknown_states():
+    with pytest.raises(P.ProtocolError, match="unknown state"):
+        P.decode({"v": 1, "type": "trace.state", "trace_id": 1, "state": "exploded"})
 
 
 def test_every_message_type_has_an_example():

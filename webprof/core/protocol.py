@@ -57,6 +57,12 @@ DEFAULT_SLOT_MS = 20
 PROFILE_KINDS = {"cpu": "samples", "offcpu": "us", "offwake": "us"}
 # Latency histogram kinds; every bucket bound is in microseconds.
 LATENCY_KINDS = ("runqlat", "biolat", "syscall")
+# Kinds only a targeted trace produces (see trace_messages): probe hits with
+# stacks, and per-function latency from uprobes.  Their deltas carry a trace_id.
+TRACE_PROFILE_KINDS = {"usdt": "hits", "tracepoint": "hits"}
+TRACE_LATENCY_KINDS = ("funclat",)
+STACK_KINDS = {**PROFILE_KINDS, **TRACE_PROFILE_KINDS}
+HISTOGRAM_KINDS = (*LATENCY_KINDS, *TRACE_LATENCY_KINDS)
 # Frame separating the blocked stack (below) from the waker's stack (above)
 # in "offwake" stacks, as in Brendan Gregg's offwaketime folded output.
 WAKER_SEPARATOR = "--"
@@ -123,10 +129,13 @@ class ProfileDelta(Message):
     health: dict[str, int]
     slot_ms: int = 0  # width of a sub-second window; 0: no sub-second data
     slots: list[list[int]] = field(default_factory=list)  # per stack: slot, weight, ...
+    trace_id: int = 0  # the targeted trace this belongs to; 0: the live stream
 
     def validate(self) -> None:
-        if self.kind not in PROFILE_KINDS:
+        if self.kind not in STACK_KINDS or (self.kind in TRACE_PROFILE_KINDS
+                                            and self.trace_id <= 0):
             raise ProtocolError(f"profile.delta: unknown kind {self.kind!r}")
+        _check_non_negative("profile.delta", trace_id=self.trace_id)
         _check_non_negative("profile.delta", seq=self.seq, interval_ms=self.interval_ms)
         n = len(self.strings)
         for i, entry in enumerate(self.stacks):
@@ -305,10 +314,13 @@ class LatencyDelta(Message):
     series: dict[str, list[list[int]]]
     health: dict[str, int]
     unit: str = "us"
+    trace_id: int = 0  # the targeted trace this belongs to; 0: the live stream
 
     def validate(self) -> None:
-        if self.kind not in LATENCY_KINDS:
+        if self.kind not in HISTOGRAM_KINDS or (self.kind in TRACE_LATENCY_KINDS
+                                                and self.trace_id <= 0):
             raise ProtocolError(f"latency.delta: unknown kind {self.kind!r}")
+        _check_non_negative("latency.delta", trace_id=self.trace_id)
         if self.unit != "us":
             raise ProtocolError("latency.delta: unit must be 'us'")
         _check_non_negative("latency.delta", seq=self.seq, interval_ms=self.interval_ms)
@@ -525,3 +537,15 @@ def _check_non_negative(kind: str, **values: int) -> None:
     for name, value in values.items():
         if value < 0:
             raise ProtocolError(f"{kind}: {name} must not be negative")
+
+
+def _register_trace_messages() -> None:
+    # trace_messages subclasses Message from this module, so it is imported
+    # once everything above exists.
+    from .trace_messages import TRACE_MESSAGES
+
+    for cls in TRACE_MESSAGES:
+        MESSAGE_TYPES[cls.type] = cls
+
+
+_register_trace_messages()

@@ -23,8 +23,8 @@ from ..core.flame import FlameTree
 from ..core.live import NO_FILTER, ProcessFilter
 from ..core.protocol import (
     DEFAULT_SLOT_MS,
-    LATENCY_KINDS,
-    PROFILE_KINDS,
+    HISTOGRAM_KINDS,
+    STACK_KINDS,
     LatencyDelta,
     ProfileDelta,
 )
@@ -52,7 +52,7 @@ from .models import (
     SessionString,
 )
 
-KIND_ORDER = (*PROFILE_KINDS, *LATENCY_KINDS)
+KIND_ORDER = (*STACK_KINDS, *HISTOGRAM_KINDS)
 # A chunk starting this long before a range can still reach into it.
 MAX_CHUNK_MS = ROLLUP_MS
 
