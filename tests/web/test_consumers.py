@@ -39,6 +39,7 @@ async def test_delta_reaches_subscribed_browser(session_cookie):
 
     col = await collector()
     await col.send_to(text_data=hello())
+    await applied_hello("box1")
     status = await receive(live)
     assert status == {**status, "type": "host.status", "host": "box1", "connected": True}
     await col.send_to(text_data=delta(0))
@@ -57,6 +58,7 @@ async def test_delta_reaches_subscribed_browser(session_cookie):
 async def test_snapshot_holds_earlier_intervals_once(session_cookie):
     col = await collector()
     await col.send_to(text_data=hello())
+    await applied_hello("box1")
     for seq in range(3):
         await col.send_to(text_data=delta(seq))
     await applied("box1", 3)
@@ -77,6 +79,7 @@ async def test_filters_are_per_subscriber(session_cookie):
     col = await collector()
     await col.send_to(text_data=hello())
     await applied_hello("box1")
+    await applied_hello("box1")
     everything = await subscribe(session_cookie)
     db_only = await subscribe(session_cookie, comm="DB")
     by_pid = await subscribe(session_cookie, pid=42)
@@ -95,6 +98,7 @@ async def test_filters_are_per_subscriber(session_cookie):
 async def test_host_row_written_on_hello_and_disconnect():
     col = await collector()
     await col.send_to(text_data=hello("db-9"))
+    await applied_hello("db-9")
     await col.send_to(text_data=delta(0, host="db-9"))
     await applied("db-9", 1)
     host = await database_sync_to_async(Host.objects.get)(name="db-9")
@@ -117,6 +121,7 @@ async def test_token_in_query_string():
 
     col = await collector(token="", query=f"?token={settings.COLLECTOR_TOKEN}")
     await col.send_to(text_data=hello())
+    await applied_hello("box1")
     assert await col.receive_nothing(timeout=0.2)
     await col.disconnect()
 
@@ -124,6 +129,7 @@ async def test_token_in_query_string():
 async def test_malformed_message_keeps_connection(session_cookie):
     col = await collector()
     await col.send_to(text_data=hello())
+    await applied_hello("box1")
     live = await subscribe(session_cookie)
     await receive(live)
     await receive(live)
@@ -148,6 +154,7 @@ async def test_hello_must_come_first():
     err = await receive(col)
     assert err["code"] == "hello_first"
     await col.send_to(text_data=hello())
+    await applied_hello("box1")
     await col.send_to(text_data=delta(1, host="other"))
     assert (await receive(col))["code"] == "host_mismatch"
     await col.disconnect()
@@ -164,6 +171,7 @@ async def test_oversized_message_closes_1009_others_unaffected(session_cookie, m
     monkeypatch.setattr(protocol, "MAX_MESSAGE_BYTES", 4096)
     good = await collector()
     await good.send_to(text_data=hello("good"))
+    await applied_hello("good")
     live = await subscribe(session_cookie, host="good")
     await receive(live)
     await receive(live)
@@ -234,6 +242,7 @@ async def test_same_filter_is_built_once_for_many_browsers(session_cookie, monke
     monkeypatch.setattr(LiveState, "interval_message", counting)
     col = await collector()
     await col.send_to(text_data=hello())
+    await applied_hello("box1")
     await applied_hello("box1")
     browsers = [await subscribe(session_cookie) for _ in range(5)]
     for live in browsers:
