@@ -29,7 +29,7 @@ from django.views.decorators.http import require_GET
 from ..core.diff import diff_functions, diff_wire
 from ..core.live import NO_FILTER, ProcessFilter
 from ..core.protocol import HISTOGRAM_KINDS, STACK_KINDS
-from ..core.timeline import ChunkFormatError
+from ..core.timeline import ChunkFormatError, paused_gc
 from . import access
 from .models import Session
 from .store import SessionReader
@@ -141,9 +141,11 @@ def flame_data(request: HttpRequest, session: Session) -> dict[str, Any]:
     start, end = time_range(session, q)
     flt, budget = process_filter(q), max_nodes(q)
     t0 = time.perf_counter()
-    result = SessionReader(session).tree(kind, start, end, flt)
-    tree, folded = result.tree.fitted(budget)
-    return {"kind": kind, "unit": STACK_KINDS[kind], "tree": tree.to_wire(),
+    with paused_gc():  # ~100k new tree objects: see timeline.paused_gc
+        result = SessionReader(session).tree(kind, start, end, flt)
+        tree, folded = result.tree.fitted(budget)
+        wire = tree.to_wire()
+    return {"kind": kind, "unit": STACK_KINDS[kind], "tree": wire,
             "total": result.tree.total, "from_ms": start, "to_ms": end,
             "origin_ms": session.started_ms, "folded_nodes": folded,
             "chunks_read": result.chunks_read, "rollups_read": result.rollups_read,
