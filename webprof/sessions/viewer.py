@@ -190,12 +190,13 @@ def diff_data(request: HttpRequest) -> dict[str, Any]:
     budget = max_nodes(q)
     t0 = time.perf_counter()
     sides = []
-    for session, prefix in ((a, "a_"), (b, "b_")):
-        start, end = time_range(session, q, prefix)
-        tree = SessionReader(session).tree(kind, start, end).tree
-        sides.append(({"id": session.pk, "name": session.name, "from_ms": start,
-                       "to_ms": end, "origin_ms": session.started_ms, "total": tree.total},
-                      tree.fitted(budget)[0]))
+    with paused_gc():  # two range trees: see timeline.paused_gc
+        for session, prefix in ((a, "a_"), (b, "b_")):
+            start, end = time_range(session, q, prefix)
+            tree = SessionReader(session).tree(kind, start, end).tree
+            sides.append(({"id": session.pk, "name": session.name, "from_ms": start,
+                           "to_ms": end, "origin_ms": session.started_ms,
+                           "total": tree.total}, tree.fitted(budget)[0]))
     (meta_a, before), (meta_b, after) = sides
     if not before.total or not after.total:
         empty = "a" if not before.total else "b"
