@@ -19,7 +19,13 @@
  *
  *   No pid filter: requests are often issued from kworkers or another
  *   process's plug and complete in interrupt context, so the current task
- *   does not say who asked for the I/O.
+ *   does not say who asked for the I/O.  FILTER_CGROUP is tested at issue,
+ *   on the issuing task: it counts the requests a cgroup's own tasks issue
+ *   (direct and synchronous I/O); write-back issued by kernel workers
+ *   belongs to their cgroup, not to the one that dirtied the pages.
+ *
+ *   FILTER_DEV keeps one disk (its dev value as above) and drops the rest
+ *   at issue, before anything is stored.
  *
  * MAPS
  *   start        hash[START_SIZE]   struct start_key (dev, sector) -> u64 ns.
@@ -35,7 +41,7 @@
  *   As in syscall.bpf.c.
  *
  * PARAMETERS (-D cflags only)
- *   START_SIZE, HIST_SIZE.
+ *   FILTER_DEV, FILTER_CGROUP (target.h), START_SIZE, HIST_SIZE.
  *
  * KERNEL FEATURES
  *   Tracepoint programs (4.7+).  Only tracepoint fields (dev, sector, rwbs)
@@ -51,6 +57,7 @@
 #endif
 #define MAX_SLOT 40
 #include "log2.h"
+#include "target.h"
 
 enum health_index {
     H_SAMPLES,
@@ -130,6 +137,14 @@ TRACEPOINT_PROBE(block, block_rq_issue)
     struct start_key skey = {};
     u64 ts = bpf_ktime_get_ns();
 
+#ifdef FILTER_DEV
+    if (args->dev != FILTER_DEV)
+        return 0;
+#endif
+#ifdef TARGET_FILTERED
+    if (!target_wanted(bpf_get_current_pid_tgid()))
+        return 0;
+#endif
     skey.dev = args->dev;
     skey.sector = args->sector;
     if (start.update(&skey, &ts) != 0)

@@ -66,8 +66,9 @@
  *   A counts insert that fails (map full) is counted in H_COUNTS_FULL.
  *
  * PARAMETERS (-D cflags only)
- *   FILTER_TGID (only that process), STACK_STORAGE_SIZE, COUNTS_SIZE, SEEN_SIZE,
- *   SLOT_NS (width of a time window in nanoseconds).
+ *   FILTER_TGID, FILTER_CGROUP, FILTER_COMM_LO/HI (only that process, cgroup
+ *   v2 or task name: see target.h), STACK_STORAGE_SIZE, COUNTS_SIZE,
+ *   SEEN_SIZE, SLOT_NS (width of a time window in nanoseconds).
  *
  * KERNEL FEATURES
  *   BPF_PROG_TYPE_PERF_EVENT, bpf_get_stackid (4.6+), LRU hash (4.10+),
@@ -77,6 +78,7 @@
  */
 #include <uapi/linux/ptrace.h>
 #include <uapi/linux/bpf_perf_event.h>
+#include "target.h"
 
 #ifndef STACK_STORAGE_SIZE
 #define STACK_STORAGE_SIZE 16384
@@ -212,8 +214,8 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
 
     if (tid == 0)
         return 0;  /* idle task */
-#ifdef FILTER_TGID
-    if (tgid != FILTER_TGID)
+#ifdef TARGET_FILTERED
+    if (!target_wanted(pid_tgid))
         return 0;
 #endif
     active = control.lookup(&zero);

@@ -73,7 +73,9 @@
  *   (its ids name another map) and is dropped from the key: H_LOST_WAKER.
  *
  * PARAMETERS (-D cflags only)
- *   FILTER_TGID, MIN_BLOCK_NS, MAX_BLOCK_NS, ALL_THREADS, OFFWAKE,
+ *   FILTER_TGID, FILTER_CGROUP, FILTER_COMM_LO/HI (the blocked task's
+ *   process, cgroup v2 or name, tested at switch-out where it is current:
+ *   see target.h), MIN_BLOCK_NS, MAX_BLOCK_NS, ALL_THREADS, OFFWAKE,
  *   START_SIZE, COUNTS_SIZE, STACK_STORAGE_SIZE.
  *
  * KERNEL FEATURES
@@ -81,6 +83,7 @@
  *   arrays, bpf_ktime_get_ns.
  */
 #include <uapi/linux/ptrace.h>
+#include "target.h"
 
 #ifndef STACK_STORAGE_SIZE
 #define STACK_STORAGE_SIZE 16384
@@ -227,8 +230,8 @@ static __always_inline void switch_out(void *ctx, u32 tid, long state)
 
     if (tid == 0 || (state & EXITING_STATE))
         return;
-#ifdef FILTER_TGID
-    if ((pid_tgid >> 32) != FILTER_TGID) {
+#ifdef TARGET_FILTERED
+    if (!target_wanted(pid_tgid)) {
         bump(H_FILTERED);
         return;
     }

@@ -30,12 +30,13 @@
  *                                   full, filtered.  User space reports
  *                                   differences of running totals, so never
  *                                   clears them and cannot race.
- *   members      lru_hash[MEMBERS_SIZE] (FILTER_TGID only) u32 tid -> u8:
- *                                   threads of the filtered process, learnt
- *                                   when one is switched out or creates a
- *                                   thread (current is then that process);
- *                                   wakeups are made by other tasks, so the
- *                                   wakee's process is not known otherwise.
+ *   members      lru_hash[MEMBERS_SIZE] (TARGET_FILTERED only) u32 tid -> u8:
+ *                                   threads of the target (process, cgroup
+ *                                   or task name: target.h), learnt when one
+ *                                   is switched out or creates a thread
+ *                                   (current is then that task); wakeups are
+ *                                   made by other tasks, so the wakee is not
+ *                                   known otherwise.
  *
  * AGGREGATED IN THE KERNEL, AND WHY
  *   sched_switch fires at context-switch rate (100k+/s under load): only
@@ -46,7 +47,8 @@
  *   drain flips control[0], waits a grace period, then reads the old set.
  *
  * PARAMETERS (-D cflags only)
- *   FILTER_TGID, START_SIZE, HIST_SIZE, MEMBERS_SIZE.
+ *   FILTER_TGID, FILTER_CGROUP, FILTER_COMM_LO/HI (target.h), START_SIZE,
+ *   HIST_SIZE, MEMBERS_SIZE.
  *
  * KERNEL FEATURES
  *   Tracepoint programs (4.7+).  Only tracepoint fields (pid, prev_pid,
@@ -65,6 +67,7 @@
 #endif
 #define MAX_SLOT 40
 #include "log2.h"
+#include "target.h"
 #define NSLOTS (MAX_SLOT + 1)
 #define BLOCKED_STATES 0xff
 #define COMM_LEN 16
@@ -88,7 +91,7 @@ BPF_HASH(hist0, struct hist_key, u64, HIST_SIZE);
 BPF_HASH(hist1, struct hist_key, u64, HIST_SIZE);
 BPF_PERCPU_ARRAY(all_hist, u64, 2 * NSLOTS);
 BPF_PERCPU_ARRAY(health, u64, 2 * H_MAX);
-#ifdef FILTER_TGID
+#ifdef TARGET_FILTERED
 BPF_TABLE("lru_hash", u32, u8, members, MEMBERS_SIZE);
 #endif
 
@@ -110,7 +113,7 @@ static __always_inline u32 active_set(void)
 /* Is tid a thread of the filtered process?  Always yes without a filter. */
 static __always_inline int wanted(u32 tid)
 {
-#ifdef FILTER_TGID
+#ifdef TARGET_FILTERED
     if (!members.lookup(&tid)) {
         bump_index(active_set(), H_FILTERED);
         return 0;
@@ -119,12 +122,13 @@ static __always_inline int wanted(u32 tid)
     return 1;
 }
 
-/* Learn that tid belongs to the filtered process (current is that process). */
+/* Learn that tid belongs to the target (current is that task, or the one
+ * creating it). */
 static __always_inline void note_member(u32 tid)
 {
-#ifdef FILTER_TGID
+#ifdef TARGET_FILTERED
     u8 one = 1;
-    if ((bpf_get_current_pid_tgid() >> 32) == FILTER_TGID)
+    if (target_wanted(bpf_get_current_pid_tgid()))
         members.update(&tid, &one);
 #endif
 }

@@ -22,6 +22,12 @@
  *                                   totals since load (events recorded, start
  *                                   map full, hist map full, filtered).
  *                                   User space reports differences only.
+ *   wanted_nr    array[NR_SLOTS]    (FILTER_SYSCALLS only) u32 syscall nr ->
+ *                                   u8, 1 for the calls a trace asked for.
+ *                                   User space fills it right after load;
+ *                                   until then every call is filtered, so a
+ *                                   trace starts a few microseconds late but
+ *                                   never counts a call it did not ask for.
  *
  * AGGREGATED IN THE KERNEL, AND WHY
  *   Every system call on the machine passes through here (hundreds of
@@ -37,8 +43,9 @@
  *   programs still using the old index, then reads and deletes the old set.
  *
  * PARAMETERS (-D cflags only)
- *   FILTER_TGID (only that process), NR_EXIT, NR_EXIT_GROUP, START_SIZE,
- *   HIST_SIZE.
+ *   FILTER_TGID, FILTER_CGROUP, FILTER_COMM_LO/HI (only that process, cgroup
+ *   v2 or task name: see target.h), FILTER_SYSCALLS (only the numbers set in
+ *   wanted_nr), NR_EXIT, NR_EXIT_GROUP, START_SIZE, HIST_SIZE.
  *
  * KERNEL FEATURES
  *   Tracepoint programs (4.7+), raw_syscalls tracepoints.  Only tracepoint
@@ -59,7 +66,9 @@
 #define NR_EXIT_GROUP -1
 #endif
 #define MAX_SLOT 40
+#define NR_SLOTS 1024  /* above every system call number of today's architectures */
 #include "log2.h"
+#include "target.h"
 
 enum health_index {
     H_SAMPLES,
@@ -79,6 +88,9 @@ BPF_ARRAY(control, u32, 1);
 BPF_HASH(hist0, struct hist_key, u64, HIST_SIZE);
 BPF_HASH(hist1, struct hist_key, u64, HIST_SIZE);
 BPF_PERCPU_ARRAY(health, u64, 2 * H_MAX);
+#ifdef FILTER_SYSCALLS
+BPF_ARRAY(wanted_nr, u8, NR_SLOTS);
+#endif
 
 static __always_inline void bump(u32 set, int index)
 {
@@ -136,8 +148,16 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
     u32 tid = (u32)pid_tgid;
     u64 ts;
 
-#ifdef FILTER_TGID
-    if ((pid_tgid >> 32) != FILTER_TGID) {
+#ifdef TARGET_FILTERED
+    if (!target_wanted(pid_tgid)) {
+        bump(active_set(), H_FILTERED);
+        return 0;
+    }
+#endif
+#ifdef FILTER_SYSCALLS
+    u32 nr = (u32)args->id;  /* negative ids wrap above NR_SLOTS: no entry */
+    u8 *wanted = wanted_nr.lookup(&nr);
+    if (!wanted || *wanted == 0) {
         bump(active_set(), H_FILTERED);
         return 0;
     }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,13 @@ def prepare() -> None:
 FLIP_GRACE_S = 0.002
 
 
+# bcc 0.26 crashes the process (SIGSEGV in its LLVM front end) when two threads
+# compile at once, and traces compile in worker threads while the fleet may be
+# reconfiguring.  Reentrant: callers that compile and attach as one step hold it
+# around both, and load() takes it again inside.
+COMPILE_LOCK = threading.RLock()
+
+
 def load(source: Path, cflags: list[str]) -> Any:
     """:func:`prepare`, then compile ``source`` with bcc (tracepoint programs
     attach themselves on load).  Compile or attach errors become
@@ -150,7 +158,8 @@ def load(source: Path, cflags: list[str]) -> Any:
 
     try:
         # -I: programs include shared map-free helpers (bpf/log2.h).
-        return BPF(src_file=str(source).encode(), cflags=[f"-I{source.parent}", *cflags])
+        with COMPILE_LOCK:
+            return BPF(src_file=str(source).encode(), cflags=[f"-I{source.parent}", *cflags])
     except Exception as exc:  # bcc raises plain Exception on compile/attach errors
         raise BpfUnavailable(
             f"bcc could not load {source.name} ({exc}); run `webprof doctor`"

@@ -8,7 +8,10 @@ code 4001 means the token is wrong: retrying cannot help, so it stops with
 :class:`BadToken`.
 
 The server may send ``collector.config``; the uplink decodes (and so
-validates) it and hands it to ``on_config``.  After the runner applied it,
+validates) it and hands it to ``on_config``.  ``trace.start``,
+``trace.cancel`` and ``collector.query`` go to ``on_trace`` (the runner's
+trace desk); ``on_disconnect`` is called each time an established
+connection is lost, so running traces can be stopped.  After the runner applied it,
 :meth:`Uplink.set_hello` queues the new ``collector.hello``, which is also
 what a reconnect says first.
 """
@@ -20,6 +23,7 @@ import collections
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
@@ -34,6 +38,7 @@ from webprof.core.protocol import (
     decode,
     encode,
 )
+from webprof.core.trace_messages import CollectorQuery, TraceCancel, TraceStart
 
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
@@ -62,9 +67,13 @@ def collector_url(server: str) -> str:
 class Uplink:
     def __init__(self, url: str, token: str, hello: CollectorHello,
                  buffer_intervals: int = 60,
-                 on_config: Callable[[CollectorConfig], None] | None = None) -> None:
+                 on_config: Callable[[CollectorConfig], None] | None = None,
+                 on_trace: Callable[[Any], None] | None = None,
+                 on_disconnect: Callable[[], None] | None = None) -> None:
         self.url = url
         self.on_config = on_config
+        self.on_trace = on_trace  # TraceStart, TraceCancel, CollectorQuery
+        self.on_disconnect = on_disconnect
         self.token = token
         self.hello = hello
         self.buffer: collections.deque[str] = collections.deque()
@@ -95,12 +104,14 @@ class Uplink:
         """
         delay, attempt = BACKOFF_FIRST_S, 0
         while True:
+            connected = False
             try:
                 async with connect(self.url, additional_headers={
                         "Authorization": f"Bearer {self.token}"},
                         max_size=MAX_MESSAGE_BYTES, proxy=None, open_timeout=5,
                         close_timeout=2) as ws:
                     await ws.send(encode(self.hello))
+                    connected = True
                     if attempt:
                         log(f"connected to {self.url} after {attempt} attempt(s); "
                             f"sending {len(self.buffer)} buffered interval(s)")
@@ -119,6 +130,8 @@ class Uplink:
                 raise ValueError(f"bad server URL {self.url!r}: {exc}") from None
             except (OSError, TimeoutError, WebSocketException) as exc:
                 reason = str(exc) or type(exc).__name__
+            if connected and self.on_disconnect is not None:
+                self.on_disconnect()
             if finished.is_set():
                 log(f"stopping: {reason}; {len(self.buffer)} interval(s) not sent")
                 return
@@ -172,6 +185,9 @@ class Uplink:
         if isinstance(message, CollectorConfig) and self.on_config is not None:
             log(f"server asks to run: {', '.join(message.collectors) or 'nothing'}")
             self.on_config(message)
+        elif (isinstance(message, (TraceStart, TraceCancel, CollectorQuery))
+              and self.on_trace is not None):
+            self.on_trace(message)
         elif isinstance(message, Error):
             log(f"server reported {message.code}: {message.message[:300]}")
         else:

@@ -39,6 +39,7 @@ from collectors.maps import (
     drain_hash_slow,
 )
 from collectors.symbols import StackNames, Symbolizer
+from collectors.target import target_cflags
 from webprof.core.protocol import DEFAULT_SLOT_MS, HEALTH_KEYS, ProfileDelta
 
 BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "cpu.bpf.c"
@@ -68,13 +69,19 @@ class CpuCollector:
     """Loader for cpu.bpf.c.  Entering compiles and attaches; leaving detaches."""
 
     kind = "cpu"
+    source = BPF_SOURCE
 
     def __init__(self, frequency_hz: int = 49, pid: int | None = None,
                  interval_ms: int = 1000, *, host: str | None = None,
                  counts_size: int = 40960, stack_storage_size: int = 16384,
-                 slot_ms: int = DEFAULT_SLOT_MS) -> None:
+                 slot_ms: int = DEFAULT_SLOT_MS, cgroup_id: int | None = None,
+                 target_comm: str | None = None) -> None:
         self.frequency_hz = frequency_hz
         self.pid = pid
+        # Targeted traces: a cgroup v2 id and an exact task name, both tested
+        # in the kernel (bpf/target.h).
+        self.cgroup_id = cgroup_id
+        self.target_comm = target_comm
         self.interval_ms = interval_ms
         self.host = host or socket.gethostname()
         self.counts_size = counts_size
@@ -100,20 +107,14 @@ class CpuCollector:
         flags = [f"-DCOUNTS_SIZE={int(self.counts_size)}",
                  f"-DSTACK_STORAGE_SIZE={int(self.stack_storage_size)}",
                  f"-DSLOT_NS={int(self.slot_ms) * 1_000_000}"]
-        if self.pid is not None:
-            flags.append(f"-DFILTER_TGID={int(self.pid)}")
-        return flags
+        return flags + target_cflags(self.pid, self.cgroup_id, self.target_comm)
 
     def __enter__(self) -> CpuCollector:
-        self._bpf = bcc_env.load(BPF_SOURCE, self.cflags())
-        from bcc import PerfSWConfig, PerfType
-
+        self._bpf = bcc_env.load(self.source, self.cflags())
         try:
             self._bpf[b"new_tasks"].open_perf_buffer(self._on_new_task, page_cnt=16,
                                                     lost_cb=self._on_lost_tasks)
-            self._bpf.attach_perf_event(
-                ev_type=PerfType.SOFTWARE, ev_config=PerfSWConfig.CPU_CLOCK,
-                fn_name=b"on_cpu_sample", sample_freq=self.frequency_hz)
+            self.attach(self._bpf)
         except Exception:
             self._bpf.cleanup()
             self._bpf = None
@@ -125,6 +126,13 @@ class CpuCollector:
                                         daemon=True)
         self._poller.start()
         return self
+
+    def attach(self, bpf) -> None:
+        """Attach the sampling program (probecount.py attaches probes instead)."""
+        from bcc import PerfSWConfig, PerfType
+
+        bpf.attach_perf_event(ev_type=PerfType.SOFTWARE, ev_config=PerfSWConfig.CPU_CLOCK,
+                              fn_name=b"on_cpu_sample", sample_freq=self.frequency_hz)
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()

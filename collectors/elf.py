@@ -138,3 +138,97 @@ def _read_functions(data: bytes | mmap.mmap, sections: list[tuple],
         name = bytes(data[start:end]).decode("utf-8", "replace")
         result[st_value] = (st_value + st_size, name)
     return result
+
+
+# -- sections, all function names and notes (targeted traces) ------------------
+SHT_NOTE = 7
+ELF_MAGIC = b"\x7fELF"
+_NOTE = struct.Struct("<III")
+
+
+class ElfSections:
+    """Section headers of one mapped 64-bit little-endian ELF file, by name.
+
+    Used by targeted traces: the names a uprobe may attach to (both symbol
+    tables) and the notes of a section (``.note.stapsdt`` for USDT probes).
+    Valid only while the mapping it was made from is open: see :func:`read_elf`.
+    """
+
+    def __init__(self, data: bytes | mmap.mmap, what: str = "<bytes>") -> None:
+        ident, *hdr = _EHDR.unpack_from(data, 0)
+        if ident[:4] != ELF_MAGIC or ident[4] != 2 or ident[5] != 1:
+            raise ElfError(f"{what}: not a 64-bit little-endian ELF file")
+        self.data = data
+        self.type = hdr[0]  # ET_EXEC 2, ET_DYN 3
+        shoff, shentsize, shnum, shstrndx = hdr[5], hdr[10], hdr[11], hdr[12]
+        self.sections = [_SHDR.unpack_from(data, shoff + i * shentsize) for i in range(shnum)]
+        names_at = self.sections[shstrndx][4] if shstrndx < shnum else None
+        self.by_name: dict[str, tuple] = {}
+        for sec in self.sections:
+            if names_at is not None:
+                self.by_name.setdefault(_cstring(data, names_at + sec[0]), sec)
+
+    def function_names(self) -> set[str]:
+        """Defined FUNC (and IFUNC) symbols of .symtab and .dynsym together."""
+        names: set[str] = set()
+        for i, sec in enumerate(self.sections):
+            if sec[1] in (SHT_SYMTAB, SHT_DYNSYM) and sec[5]:
+                names.update(_function_names(self.data, self.sections, i))
+        return names
+
+    def address_of(self, section: str) -> int | None:
+        """The load address (sh_addr) of a section, None when absent."""
+        sec = self.by_name.get(section)
+        return None if sec is None else sec[3]
+
+    def notes(self, section: str) -> list[tuple[str, int, bytes]]:
+        """(owner, type, descriptor bytes) of every note in a SHT_NOTE section."""
+        sec = self.by_name.get(section)
+        if sec is None or sec[1] != SHT_NOTE:
+            return []
+        out = []
+        pos, end = sec[4], sec[4] + sec[5]
+        while pos + _NOTE.size <= end:
+            namesz, descsz, kind = _NOTE.unpack_from(self.data, pos)
+            pos += _NOTE.size
+            owner = bytes(self.data[pos:pos + namesz]).rstrip(b"\0").decode("ascii", "replace")
+            pos += (namesz + 3) & ~3  # name and descriptor are 4-byte aligned
+            desc = bytes(self.data[pos:pos + descsz])
+            pos += (descsz + 3) & ~3
+            out.append((owner, kind, desc))
+        return out
+
+
+def read_elf(path: str, use):  # use: ElfSections -> T; returns T
+    """Map ``path`` and call ``use(ElfSections)`` while it is mapped.
+
+    Raises ElfError for files that are not ELF or are malformed, OSError when
+    unreadable.  Reading through a mapping keeps large binaries off the heap.
+    """
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size < _EHDR.size:
+            raise ElfError(f"{path}: too short for ELF")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            try:
+                return use(ElfSections(data, path))
+            except (struct.error, IndexError) as exc:
+                raise ElfError(f"{path}: malformed ELF ({exc})") from None
+
+
+def _function_names(data: bytes | mmap.mmap, sections: list[tuple], index: int) -> set[str]:
+    """Every defined function symbol's name, aliases included (:func:`_read_functions`
+    keeps one name per address, but a uprobe may name any of them)."""
+    _, _, _, _, offset, size, link, _, _, entsize = sections[index]
+    str_off = sections[link][4]
+    entsize = entsize or _SYM.size
+    names = set()
+    for pos in range(offset, offset + size - entsize + 1, entsize):
+        st_name, st_info, _, st_shndx, st_value, _ = _SYM.unpack_from(data, pos)
+        if st_shndx and st_value and (st_info & 0xF) in (STT_FUNC, STT_GNU_IFUNC):
+            names.add(_cstring(data, str_off + st_name))
+    return names
+
+
+def _cstring(data: bytes | mmap.mmap, start: int) -> str:
+    end = data.find(b"\0", start)
+    return bytes(data[start:end]).decode("utf-8", "replace")

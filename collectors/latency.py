@@ -25,10 +25,12 @@ from pathlib import Path
 
 from collectors import bcc_env, histogram, record, syscalls
 from collectors.maps import BatchUnsupported, drain_hash_batch, drain_hash_slow
+from collectors.target import target_cflags
 from webprof.core.protocol import HEALTH_KEYS, LatencyDelta
 
 BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 NSLOTS = 41  # MAX_SLOT + 1 in the programs
+NR_SLOTS = 1024  # size of syscall.bpf.c's wanted_nr
 DEFAULT_MAX_SERIES = 20
 OTHER = "other"
 
@@ -46,8 +48,12 @@ class LatencyCollector:
 
     def __init__(self, pid: int | None = None, interval_ms: int = 1000, *,
                  host: str | None = None, max_series: int | None = DEFAULT_MAX_SERIES,
-                 start_size: int = 16384) -> None:
+                 start_size: int = 16384, cgroup_id: int | None = None,
+                 target_comm: str | None = None) -> None:
         self.pid = pid
+        # Targeted traces: cgroup v2 id and exact task name (bpf/target.h).
+        self.cgroup_id = cgroup_id
+        self.target_comm = target_comm
         self.interval_ms = interval_ms
         self.host = host or socket.gethostname()
         self.max_series = max_series
@@ -62,14 +68,20 @@ class LatencyCollector:
     # -- lifecycle ----------------------------------------------------------
     def cflags(self) -> list[str]:
         flags = [f"-DSTART_SIZE={int(self.start_size)}", f"-DHIST_SIZE={int(self.hist_size)}"]
-        if self.pid is not None:
-            flags.append(f"-DFILTER_TGID={int(self.pid)}")
-        return flags
+        return flags + target_cflags(self.pid, self.cgroup_id, self.target_comm)
 
     def __enter__(self) -> LatencyCollector:
         self._bpf = bcc_env.load(BPF_DIR / self.source, self.cflags())
+        try:
+            self.after_load(self._bpf)
+        except Exception:
+            self.close()
+            raise
         self._start_ms = _now_ms()
         return self
+
+    def after_load(self, bpf) -> None:
+        """Fill maps or attach probes once the program is loaded; may raise."""
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
@@ -146,8 +158,23 @@ class SyscallCollector(LatencyCollector):
     source = "syscall.bpf.c"
     key = struct.Struct("<II")  # struct hist_key: nr, slot
 
+    def __init__(self, *args, syscalls: list[int] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Only these system call numbers (a trace's names filter), or all.
+        self.syscalls = sorted(set(syscalls)) if syscalls else None
+        if self.syscalls and not 0 <= self.syscalls[0] <= self.syscalls[-1] < NR_SLOTS:
+            raise ValueError(f"system call numbers must be 0..{NR_SLOTS - 1}")
+
+    def after_load(self, bpf) -> None:
+        if self.syscalls:
+            wanted = bpf[b"wanted_nr"]
+            for nr in self.syscalls:
+                wanted[wanted.Key(nr)] = wanted.Leaf(1)
+
     def cflags(self) -> list[str]:
         flags = super().cflags()
+        if self.syscalls:
+            flags.append("-DFILTER_SYSCALLS")
         for call, macro in (("exit", "NR_EXIT"), ("exit_group", "NR_EXIT_GROUP")):
             nr = syscalls.number(call)
             if nr is not None:
@@ -211,12 +238,19 @@ class BiolatCollector(LatencyCollector):
     hist_size = 4096
     OPS = {"R": "read", "W": "write", "D": "discard", "E": "secure-erase", "F": "flush"}
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, device: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if self.pid is not None:
+        if self.pid is not None or self.target_comm is not None:
             raise ValueError("block I/O latency cannot be filtered by process: requests are "
                              "issued by kworkers and completed in interrupts")
+        self.device = device  # one disk's dev value (MAJOR << 20 | MINOR), or all
         self._names: dict[int, str] = {}
+
+    def cflags(self) -> list[str]:
+        flags = super().cflags()
+        if self.device is not None:
+            flags.append(f"-DFILTER_DEV={int(self.device)}")
+        return flags
 
     def series_slot(self, key: tuple) -> tuple[str, int]:
         dev, op, _pad, slot = key

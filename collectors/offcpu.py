@@ -33,6 +33,7 @@ from collectors.maps import (
     drain_hash_slow,
 )
 from collectors.symbols import Symbolizer
+from collectors.target import target_cflags
 from webprof.core.protocol import HEALTH_KEYS, WAKER_SEPARATOR, ProfileDelta
 
 BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "offcpu.bpf.c"
@@ -55,13 +56,18 @@ class OffCpuCollector:
                  min_block_us: int = 1, max_block_us: int | None = None,
                  user_threads_only: bool = True, interval_ms: int = 1000, *,
                  host: str | None = None, counts_size: int = 40960,
-                 stack_storage_size: int = 16384, start_size: int = 65536) -> None:
+                 stack_storage_size: int = 16384, start_size: int = 65536,
+                 cgroup_id: int | None = None, target_comm: str | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
         if max_block_us is not None and max_block_us < min_block_us:
             raise ValueError("max_block_us is below min_block_us")
         self.kind = kind
         self.pid, self.comm = pid, comm
+        # Targeted traces: cgroup v2 id and exact task name, tested in the
+        # kernel at switch-out (bpf/target.h); ``comm`` above is the live
+        # view's substring filter, applied in user space.
+        self.cgroup_id, self.target_comm = cgroup_id, target_comm
         self.min_block_us, self.max_block_us = min_block_us, max_block_us
         self.user_threads_only = user_threads_only
         self.interval_ms = interval_ms
@@ -87,8 +93,7 @@ class OffCpuCollector:
                  f"-DMIN_BLOCK_NS={int(self.min_block_us) * 1000}"]
         if self.max_block_us is not None:
             flags.append(f"-DMAX_BLOCK_NS={int(self.max_block_us) * 1000}")
-        if self.pid is not None:
-            flags.append(f"-DFILTER_TGID={int(self.pid)}")
+        flags += target_cflags(self.pid, self.cgroup_id, self.target_comm)
         if not self.user_threads_only:
             flags.append("-DALL_THREADS")
         if self.kind == "offwake":

@@ -7,6 +7,14 @@ websocket keeps being served) and hands each encoded delta to
 server is away.  SIGTERM or SIGINT finishes the current drain, sends it, and
 exits 0.  A refused token exits 3 without retrying.
 
+Targeted traces: ``trace.start`` / ``trace.cancel`` / ``collector.query``
+from the server go to a :class:`TraceDesk`, which hands them to the
+:class:`collectors.traces.TraceManager` (or answers the query) in worker
+threads and pushes the resulting states and answers.  The traces are
+drained with the fleet every interval.  When the connection drops every
+trace is stopped and detached (the server marks them failed itself); on
+SIGTERM they are reported cancelled before the last flush.
+
 The server may send ``collector.config`` (a user chose other collectors on
 the host page).  The runner validates it again, stops the collectors no
 longer wanted (always detaching their programs), starts the new ones (a
@@ -28,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collectors import bcc_env
+from collectors.tracecheck import ProcessSampler, answer
+from collectors.traces import TraceManager
 from webprof.core.protocol import (
     LATENCY_KINDS,
     PROFILE_KINDS,
@@ -37,6 +47,7 @@ from webprof.core.protocol import (
     Message,
     encode,
 )
+from webprof.core.trace_messages import CollectorQuery, TraceCancel, TraceStart
 
 EXIT_NO_BPF = 2
 EXIT_BAD_TOKEN = 3
@@ -143,7 +154,8 @@ class Fleet:
                 continue
             collector = make_collector(kind, config, self.interval_ms, self.host)
             try:
-                collector.__enter__()
+                with bcc_env.COMPILE_LOCK:  # traces compile in other threads
+                    collector.__enter__()
             except Exception as exc:  # any failure is reported, others run on
                 stop_collector(kind, collector)
                 failures.append((kind, exc))
@@ -194,6 +206,7 @@ async def run(server: str, token: str, host: str, config: CollectorConfig,
     if problem:
         raise ValueError(problem.replace("collector.config: ", "--collectors: "))
     fleet = Fleet(host=host, interval_ms=int(interval_s * 1000))
+    desk: TraceDesk | None = None
     try:
         failures = await asyncio.to_thread(fleet.apply, config)
         for kind, exc in failures:
@@ -204,17 +217,22 @@ async def run(server: str, token: str, host: str, config: CollectorConfig,
                 raise first
             raise bcc_env.BpfUnavailable("; ".join(failure_message(k, e) for k, e in failures))
         configs: asyncio.Queue[CollectorConfig] = asyncio.Queue()
+        desk = TraceDesk(TraceManager(host, fleet.interval_ms))
         uplink = Uplink(collector_url(server), token, fleet.hello(config.frequency_hz),
-                        on_config=configs.put_nowait)
+                        on_config=configs.put_nowait, on_trace=desk.on_message,
+                        on_disconnect=desk.on_disconnect)
+        desk.uplink = uplink
         for kind, exc in failures:
             uplink.push(encode(Error(code="collector_failed", message=failure_message(kind, exc))))
-        return await _serve(fleet, uplink, configs, interval_s, BadToken, log)
+        return await _serve(fleet, uplink, configs, interval_s, BadToken, log, desk)
     finally:
         await asyncio.to_thread(fleet.close)
+        if desk is not None:
+            await asyncio.to_thread(desk.manager.close)
 
 
 async def _serve(fleet: Fleet, uplink: Any, configs: asyncio.Queue, interval_s: float,
-                 bad_token: type[Exception], log: Any) -> int:
+                 bad_token: type[Exception], log: Any, desk: TraceDesk) -> int:
     stop, finished = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -223,7 +241,8 @@ async def _serve(fleet: Fleet, uplink: Any, configs: asyncio.Queue, interval_s: 
         f"{interval_s:g} s to {uplink.url}")
     sender = asyncio.create_task(uplink.run(finished))
     try:
-        await _collect(fleet, uplink, configs, stop, interval_s, sender)
+        await _collect(fleet, uplink, configs, stop, interval_s, sender, desk)
+        await desk.shut_down()
     finally:
         finished.set()
     try:
@@ -239,7 +258,7 @@ async def _serve(fleet: Fleet, uplink: Any, configs: asyncio.Queue, interval_s: 
 
 
 async def _collect(fleet: Fleet, uplink: Any, configs: asyncio.Queue, stop: asyncio.Event,
-                   interval_s: float, sender: asyncio.Task) -> None:
+                   interval_s: float, sender: asyncio.Task, desk: TraceDesk) -> None:
     """Drain every interval until stopped (or the sender gave up); drain once more."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + interval_s
@@ -256,6 +275,7 @@ async def _collect(fleet: Fleet, uplink: Any, configs: asyncio.Queue, stop: asyn
             uplink.push(encode(delta))
         for text in errors:
             uplink.push(encode(Error(code="drain_failed", message=text[:500])))
+        await desk.drain()
         if not configs.empty() and not stop.is_set():
             await _reconfigure(fleet, uplink, configs)
             deadline = loop.time() + interval_s
@@ -283,3 +303,58 @@ async def _reconfigure(fleet: Fleet, uplink: Any, configs: asyncio.Queue) -> Non
     log(f"collector.config applied: was {', '.join(before) or 'nothing'}, "
         f"now {', '.join(hello.collectors) or 'nothing'}")
     uplink.set_hello(hello)
+
+
+class TraceDesk:
+    """Between the websocket and the TraceManager: every blocking step (checks,
+    compiles, detaching, /proc scans) runs in a worker thread, and what it
+    produces is pushed to the uplink."""
+
+    def __init__(self, manager: TraceManager, uplink: Any = None) -> None:
+        self.manager = manager
+        self.uplink = uplink
+        self.sampler = ProcessSampler()
+        self._tasks: set[asyncio.Task] = set()  # keep references until done
+
+    def on_message(self, message: Message) -> None:
+        """Called by the uplink (in the event loop) for trace.* and collector.query."""
+        task = asyncio.get_running_loop().create_task(self.handle(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def handle(self, message: Message) -> None:
+        from collectors.client import log
+
+        try:
+            if isinstance(message, TraceStart):
+                log(f"trace {message.trace_id}: start requested ({message.spec.get('kind')})")
+                await asyncio.to_thread(self.manager.start, message)
+            elif isinstance(message, TraceCancel):
+                await asyncio.to_thread(self.manager.cancel, message.trace_id)
+            elif isinstance(message, CollectorQuery):
+                reply = await asyncio.to_thread(answer, message, self.manager.limits,
+                                                self.sampler)
+                self.uplink.push(encode(reply))
+        except Exception as exc:  # a bug here must not kill the collector
+            log(f"could not handle {message.type}: {exc}")
+            self.uplink.push(encode(Error(code="trace_failed", message=str(exc)[:500])))
+        self._push(self.manager.messages())
+
+    async def drain(self) -> None:
+        """One interval of every trace (after the fleet's)."""
+        self._push(await asyncio.to_thread(self.manager.drain))
+
+    def on_disconnect(self) -> None:
+        """The server is gone: stop and detach every trace, report nothing more."""
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.manager.close))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def shut_down(self) -> None:
+        """SIGTERM: stop every trace and report it cancelled before the last flush."""
+        await asyncio.to_thread(self.manager.close, "the collector is stopping")
+        self._push(self.manager.messages())
+
+    def _push(self, messages: list[Message]) -> None:
+        for message in messages:
+            self.uplink.push(encode(message))

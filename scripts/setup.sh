@@ -76,7 +76,10 @@ apt_install() {
 # --- 2. Debian packages ----------------------------------------------------------------
 # postgresql: `make test` runs the web tier a second time on a throwaway cluster
 # (scripts/pgtest.sh); the package's own cluster is not used.
-REQUIRED_PKGS=(bpfcc-tools python3-bpfcc libbpfcc python3-venv gcc make golang-go postgresql)
+# systemtap-sdt-dev: <sys/sdt.h> for the USDT test workload; bpftool: the trace
+# tests count this process's uprobe/tracepoint attachments with `bpftool perf list`.
+REQUIRED_PKGS=(bpfcc-tools python3-bpfcc libbpfcc python3-venv gcc make golang-go postgresql
+               systemtap-sdt-dev bpftool)
 if is_ubuntu; then
     # Ubuntu's chromium is a snap; perf comes in kernel-specific linux-tools packages.
     OPTIONAL_PKGS=(chromium chromium-driver "linux-tools-$KREL" linux-tools-common)
