@@ -539,13 +539,6 @@ def _check_non_negative(kind: str, **values: int) -> None:
             raise ProtocolError(f"{kind}: {name} must not be negative")
 
 
-def _register_trace_messages() -> None:
-    # trace_messages subclasses Message from this module, so it is imported
-    # once everything above exists.
-    from .trace_messages import TRACE_MESSAGES
-
-    for cls in TRACE_MESSAGES:
-        MESSAGE_TYPES[cls.type] = cls
-
-
-_register_trace_messages()
+# Trace messages register themselves in MESSAGE_TYPES when their module loads;
+# importing it here makes decode() know them whichever module came first.
+from . import trace_messages  # noqa: E402,F401

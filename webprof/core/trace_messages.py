@@ -9,7 +9,7 @@ finished, cancelled, failed with a reason) and ``collector.answer``.  A
 trace's results travel as ordinary ``profile.delta`` / ``latency.delta``
 messages whose ``trace_id`` names the trace.
 
-Registered with :mod:`webprof.core.protocol`'s decoder.  Pure Python.
+Registered in :mod:`webprof.core.protocol`'s decoder on import.  Pure Python.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .protocol import Message, ProtocolError, _check_non_negative
+from .protocol import MESSAGE_TYPES, Message, ProtocolError, _check_non_negative
 
 TRACE_STATES = ("queued", "compiling", "running", "finished", "cancelled", "failed")
 FINAL_STATES = ("finished", "cancelled", "failed")
@@ -99,3 +99,4 @@ class CollectorAnswer(Message):
 
 TRACE_MESSAGES: tuple[type[Message], ...] = (TraceStart, TraceCancel, TraceState,
                                              CollectorQuery, CollectorAnswer)
+MESSAGE_TYPES.update({cls.type: cls for cls in TRACE_MESSAGES})
