@@ -164,7 +164,12 @@ def env_database(name: str, sqlite_path: Path) -> dict[str, object]:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": sqlite_path,
             # WAL lets the admin read while the server writes host rows.
-            "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20},
+            # IMMEDIATE: a transaction that reads and then writes takes the
+            # write lock up front and waits for it (timeout); a deferred one
+            # fails at once with "database is locked" when the recorder thread
+            # wrote in between.
+            "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20,
+                        "transaction_mode": "IMMEDIATE"},
         }
     try:
         database = parse_database_url(url)
@@ -263,3 +268,11 @@ WEBPROF_RETENTION_MAX_BYTES = env_size("WEBPROF_RETENTION_MAX_BYTES")
 # The address users reach this server by: the base of URLs printed by the CLI
 # (`webprof share`, `webprof record --save`).
 WEBPROF_PUBLIC_URL = env_url("WEBPROF_PUBLIC_URL", default_public_url())
+
+
+# ---- Targeted traces (issue 5): limits the server enforces before asking a collector ----
+# The collector checks again with its own limits; these are the site's policy.
+WEBPROF_TRACE_MAX_PER_HOST = env_int("WEBPROF_TRACE_MAX_PER_HOST", 2, 1, 64)
+WEBPROF_TRACE_MAX_DURATION_S = env_int("WEBPROF_TRACE_MAX_DURATION_S", 3600, 1, 86_400)
+WEBPROF_TRACE_MAX_FREQUENCY_HZ = env_int("WEBPROF_TRACE_MAX_FREQUENCY_HZ", 999, 1, 999)
+WEBPROF_TRACE_MAX_FUNCTIONS = env_int("WEBPROF_TRACE_MAX_FUNCTIONS", 8, 1, 64)
