@@ -353,7 +353,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.set_defaults(handler="collectors.doctor:main")
     _add_session_commands(sub)
+    _add_token_commands(sub)
     return parser
+
+
+def _add_token_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "token", help="create, revoke or list API tokens (Authorization: Bearer)",
+        description=textwrap.fill(
+            "API tokens let scripts use the HTTP API (docs/API.md) as a user: "
+            "'Authorization: Bearer TOKEN'. A token is printed once and stored hashed.", 78),
+        epilog=_examples("TOKEN=$(webprof token create alice --name ci)",
+                         "curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8000/api/hosts",
+                         "webprof token list alice", "webprof token revoke Xk3_9aQz"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(handler="webprof.traces.commands:token")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser("create", help="make a token for an existing user; print it once")
+    create.add_argument("username", metavar="USERNAME")
+    create.add_argument("--name", metavar="LABEL", help="a label to tell tokens apart")
+    revoke = actions.add_parser(
+        "revoke", help="revoke a token by its text or 8-character prefix",
+        description="Tokens never start with '-'; put one after '--' anyway if in doubt.")
+    revoke.add_argument("token", metavar="TOKEN_OR_PREFIX")
+    listing = actions.add_parser("list", help="list tokens (prefix, user, state, last use)")
+    listing.add_argument("username", metavar="USERNAME", nargs="?", help="only this user's")
+    listing.add_argument("--json", action="store_true", help="print a JSON array instead")
 
 
 def main(argv: list[str] | None = None) -> int:

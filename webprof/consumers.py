@@ -9,6 +9,13 @@ Collectors join the group ``collector.<host>``: a user who changes the
 host's selection on the host page makes the view send ``collector.config``
 there, and every collector of that host forwards it down its socket.
 
+Targeted traces (webprof.traces.broker) talk to one collector connection:
+the broker sends ``trace.start``, ``trace.cancel`` and ``collector.query``
+to that consumer's own channel (``collector.send``), and the consumer hands
+``trace.state`` and ``collector.answer`` back to the broker.  Deltas with a
+``trace_id`` belong to a trace's session only: they never touch the live
+hub and are never broadcast to browsers.
+
 A browser socket holds at most one profile subscription (``live.subscribe``:
 host, kind, process filter) and one latency subscription
 (``latency.subscribe``: host, kind) at a time; a new subscribe of a type
@@ -41,9 +48,11 @@ from .core.protocol import (
     decode,
     encode,
 )
+from .core.trace_messages import CollectorAnswer, TraceState
 from .hub import MAX_HOST_NAME, call, get_hub, group_name
 from .models import Host
 from .sessions.recording import RECORDER
+from .traces.broker import get_broker
 
 log = logging.getLogger("webprof.consumers")
 
@@ -157,7 +166,14 @@ class CollectorConsumer(RefusingConsumer):
             else:
                 await self.refuse("hello_first", "the first message must be collector.hello")
         elif isinstance(message, (ProfileDelta, LatencyDelta)):
-            await self.delta(message)
+            if message.trace_id:
+                await self.trace_delta(message)
+            else:
+                await self.delta(message)
+        elif isinstance(message, TraceState):
+            await get_broker().on_state(self.channel_name, message)
+        elif isinstance(message, CollectorAnswer):
+            get_broker().on_answer(self.channel_name, message)
         elif isinstance(message, CollectorHello):
             await self.hello_again(message)
         elif isinstance(message, Error):
@@ -180,6 +196,8 @@ class CollectorConsumer(RefusingConsumer):
         self.last_db_write = time.monotonic()
         await self.channel_layer.group_add(group_name(hello.host, "collector"), self.channel_name)
         await call(get_hub().collector_connected, hello)
+        get_broker().collector_connected(hello.host, self.channel_name)
+        await get_broker().fail_stale(hello.host)
         log.info("collector %s connected from %s", hello.host, peer(self.scope))
         await self.broadcast_status()
         # The stored selection and options, only when the collector may run
@@ -217,8 +235,22 @@ class CollectorConsumer(RefusingConsumer):
             self.last_db_write = time.monotonic()
             await database_sync_to_async(Host.record_seen)(delta.host, True)
 
+    async def trace_delta(self, delta: ProfileDelta | LatencyDelta) -> None:
+        """A trace's interval: to its session only (late or foreign ones are
+        dropped and counted by the broker)."""
+        if delta.host != self.host:
+            await self.refuse("host_mismatch", f"this connection said hello as {self.host!r}")
+            return
+        if get_broker().accepts_delta(delta.trace_id, self.channel_name):
+            RECORDER.feed(delta)
+
     async def collector_config(self, event: dict[str, Any]) -> None:
         """Group event from the host page: forward the new selection."""
+        await self.send(event["text"])
+
+    async def collector_send(self, event: dict[str, Any]) -> None:
+        """From the trace broker, for this connection only: trace.start,
+        trace.cancel or collector.query."""
         await self.send(event["text"])
 
     async def disconnect(self, code: int) -> None:
@@ -226,6 +258,7 @@ class CollectorConsumer(RefusingConsumer):
             return
         await self.channel_layer.group_discard(group_name(self.host, "collector"),
                                                self.channel_name)
+        await get_broker().collector_disconnected(self.host, self.channel_name)
         hub = get_hub()
         entry = await call(hub.collector_disconnected, self.host)
         await database_sync_to_async(Host.record_seen)(self.host, entry.collectors > 0)

@@ -146,3 +146,6 @@ from .sessions.models import (  # noqa: E402,F401
     SessionString,
     ShareLink,
 )
+
+# Trace models (targeted traces, API tokens, the audit log): imported to register them.
+from .traces.models import ApiToken, AuditEntry, Trace  # noqa: E402,F401

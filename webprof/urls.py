@@ -14,6 +14,8 @@ urlpatterns = [
     path("hosts/<str:name>/<str:kind>/", views.profile, name="profile"),
     path("", include("webprof.sessions.urls")),
     path("", include("webprof.sessions.viewer_urls")),
+    path("", include("webprof.traces.api_urls")),
+    path("", include("webprof.traces.urls")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

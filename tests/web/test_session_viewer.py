@@ -174,6 +174,18 @@ def test_unknown_session_and_login_required(client, logged_in, phases):
     assert client.get("/sessions/diff/").status_code == 302
 
 
+def test_data_endpoints_take_an_api_token(client, user, phases):
+    from webprof.traces.auth import create_token, revoke_token
+
+    token, _row = create_token(user.username)
+    url = f"/sessions/{phases.pk}/flame.json"
+    resp = client.get(url, headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 200 and resp.json()["total"] == 990 + 990 + 200
+    assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    revoke_token(token)
+    assert client.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
 def test_session_page_shows_facts_health_and_manage_panel(logged_in, phases):
     html = logged_in.get(f"/sessions/{phases.pk}/").content.decode()
     assert "phases" in html and "h1" in html and "99 Hz" in html and "6.18.0" in html

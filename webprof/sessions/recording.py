@@ -6,6 +6,13 @@ every delta (a dict lookup, then a queue put: nothing blocks the event loop);
 one writer thread applies them to each recording of that host, in order, and
 ends fixed-length recordings when their time is up, even if the collector
 has gone quiet.
+
+A recording is either live (``trace_id`` 0: every live delta of its host)
+or bound to one targeted trace (only deltas carrying that ``trace_id``).
+Trace deltas never reach live recordings, nor live deltas a trace's: a
+trace's session holds exactly what the trace measured.  A trace recording
+has no clock of its own; it ends when the trace does (the trace broker
+calls :meth:`Recorder.stop`).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from ..core.protocol import LatencyDelta, ProfileDelta
 from .models import Session
@@ -39,6 +46,7 @@ class Recording:
     host: str
     started_ms: int
     stop_at_ms: int | None
+    trace_id: int = 0  # 0: the host's live stream; else only this trace's deltas
     intervals: int = 0
     errors: int = 0
 
@@ -56,31 +64,40 @@ class Recorder:
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._lock = threading.Lock()
         self._active: dict[int, Recording] = {}
-        self._hosts: dict[str, int] = {}  # host -> number of active recordings
+        self._hosts: dict[str, int] = {}  # host -> number of active live recordings
+        self._traces: dict[int, int] = {}  # trace id -> its recording's session id
         self._thread: threading.Thread | None = None
 
     # ---- called from views and consumers (any thread) ----
 
-    def start(self, session: Session) -> None:
+    def start(self, session: Session, trace_id: int = 0) -> None:
+        """Record into ``session``: its host's live deltas, or with ``trace_id``
+        only that trace's (then it runs until :meth:`stop`)."""
         with self._lock:
             self._active[session.pk] = Recording(
-                SessionWriter(session), session.host, session.started_ms, session.stop_at_ms)
-            self._hosts[session.host] = self._hosts.get(session.host, 0) + 1
+                SessionWriter(session), session.host, session.started_ms,
+                None if trace_id else session.stop_at_ms, trace_id)
+            if trace_id:
+                self._traces[trace_id] = session.pk
+            else:
+                self._hosts[session.host] = self._hosts.get(session.host, 0) + 1
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="webprof-recorder",
                                                 daemon=True)
                 self._thread.start()
 
     def feed(self, delta: ProfileDelta | LatencyDelta) -> None:
-        if self._hosts.get(delta.host):
+        wanted = self._traces if delta.trace_id else self._hosts
+        if wanted.get(delta.trace_id or delta.host):
             self._queue.put(("delta", delta))
 
-    def stop(self, session_id: int) -> bool:
-        """Ask for a recording to end; False if it is not recording here."""
+    def stop(self, session_id: int, state: str = "complete") -> bool:
+        """Ask for a recording to end (after the deltas fed before this call)
+        with the session in ``state``; False if it is not recording here."""
         with self._lock:
             if session_id not in self._active:
                 return False
-        self._queue.put(("stop", session_id))
+        self._queue.put(("stop", (session_id, state)))
         return True
 
     def status(self, session_id: int) -> dict[str, Any] | None:
@@ -113,6 +130,7 @@ class Recorder:
                 with self._lock:
                     if not self._active and self._queue.empty():
                         self._thread = None
+                        connections.close_all()  # this thread's own connections
                         return
                 what, item = "tick", None
             if what == "mark":
@@ -123,17 +141,19 @@ class Recorder:
                 if what == "delta":
                     self._apply(item)
                 elif what == "stop":
-                    self._finish(item, "complete")
+                    self._finish(*item)
                 self._expire()
             except Exception:  # noqa: BLE001 - the thread must outlive one bad write
                 log.exception("recorder: %s failed", what)
 
     def _apply(self, delta: ProfileDelta | LatencyDelta) -> None:
         with self._lock:
-            recs = [(sid, r) for sid, r in self._active.items() if r.host == delta.host]
+            recs = [(sid, r) for sid, r in self._active.items()
+                    if r.host == delta.host and r.trace_id == delta.trace_id]
         for sid, rec in recs:
             end_ms = delta.start_ms + delta.interval_ms
-            if end_ms <= rec.started_ms:
+            # A trace's deltas are all its own, whatever the collector's clock says.
+            if end_ms <= rec.started_ms and not rec.trace_id:
                 continue  # an interval that ended before the user pressed Record
             if rec.stop_at_ms is not None and delta.start_ms >= rec.stop_at_ms:
                 self._finish(sid, "complete")
@@ -159,9 +179,12 @@ class Recorder:
             rec = self._active.pop(session_id, None)
             if rec is None:
                 return
-            self._hosts[rec.host] -= 1
-            if not self._hosts[rec.host]:
-                del self._hosts[rec.host]
+            if rec.trace_id:
+                self._traces.pop(rec.trace_id, None)
+            else:
+                self._hosts[rec.host] -= 1
+                if not self._hosts[rec.host]:
+                    del self._hosts[rec.host]
         session = rec.writer.finish(state)
         if session.ended_ms is None or session.intervals == 0:
             Session.objects.filter(pk=session_id).update(ended_ms=session.started_ms)

@@ -221,13 +221,27 @@ def answer(produce: Callable[[], dict[str, Any]]) -> JsonResponse:
         return error(500, f"stored data could not be read: {exc}")
 
 
+def api_user(request: HttpRequest) -> Any:
+    """The logged-in user, or the user of an ``Authorization: Bearer`` API token
+    (so a trace's result can be read with the token that started it); None if
+    neither.  A request naming a token is judged by the token alone."""
+    from ..traces.auth import bearer, resolve_token
+
+    token = bearer(request)
+    if token is None:
+        return request.user if request.user.is_authenticated else None
+    row = resolve_token(token) if token else None
+    return row.user if row else None
+
+
 def by_id(handler: Handler) -> Callable[..., JsonResponse]:
-    """A data endpoint under ``/sessions/<id>/``: logged-in users only."""
+    """A data endpoint under ``/sessions/<id>/``: logged-in users or API tokens."""
     @require_GET
     def view(request: HttpRequest, session_id: int) -> JsonResponse:
-        if not request.user.is_authenticated:
-            return error(401, "log in to see sessions")
-        return answer(lambda: handler(request, access.viewable(request.user, session_id)))
+        user = api_user(request)
+        if user is None:
+            return error(401, "log in (or send an API token) to see sessions")
+        return answer(lambda: handler(request, access.viewable(user, session_id)))
     view.__name__ = handler.__name__
     return view
 
