@@ -51,7 +51,10 @@ class SessionView {
     this.loads = 0;
     this.latency = {};
     this.view = [0, 1];
-    if (!this.kinds.length) return;
+    if (!this.kinds.length) { // histograms only (latency traces): no heatmap or flame graph
+      for (const k of this.latencyKinds) this.loadLatency(k);
+      return;
+    }
     this.unit = this.units[this.state.kind];
     this.graph = new FlameGraph($("flamegraph"), { onZoom: (p) => this.renderBreadcrumb(p),
       unit: this.unit });
@@ -192,6 +195,10 @@ class SessionView {
     sel.replaceChildren(...list.map((n) => new Option(n, n)));
     sel.addEventListener("change", () => this.renderLatency(kind, sel.value));
     this.latency[kind] = data;
+    if (!this.heatmap) { // no sub-second heatmap to follow: show the whole session
+      const ends = data.intervals.map((it) => (it.start_ms + it.interval_ms - data.origin_ms) / 1000);
+      this.view = [0, Math.max(1, this.view[1], ...ends)];
+    }
     this.renderLatency(kind, "all");
   }
 

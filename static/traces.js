@@ -1,0 +1,95 @@
+// The traces list (/traces/): running and recent traces from GET /api/traces,
+// refreshed every 2 s while one is active (its state and progress change),
+// else every 15 s (a trace started elsewhere appears).
+// window.webprofTraces exposes the state for tests.
+(function () {
+  "use strict";
+  const table = document.getElementById("traces");
+  if (!table) return;
+  const body = table.tBodies[0];
+  const FINAL = ["finished", "cancelled", "failed"];
+  const ACTIVE_MS = 2000;
+  const IDLE_MS = 15000;
+  const state = { traces: [], loads: 0 };
+  window.webprofTraces = state;
+  const pad = (n) => String(n).padStart(2, "0");
+  const clock = (ms) => {
+    const s = Math.max(0, Math.round(ms / 1000));
+    return s < 3600 ? `${Math.floor(s / 60)}:${pad(s % 60)}`
+      : `${Math.floor(s / 3600)}:${pad(Math.floor(s / 60) % 60)}:${pad(s % 60)}`;
+  };
+
+  function cell(tr, content, cls) {
+    const td = document.createElement("td");
+    if (content instanceof Node) td.appendChild(content); else td.textContent = content;
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+    return td;
+  }
+
+  function link(href, text) {
+    const a = document.createElement("a");
+    a.href = href;
+    a.textContent = text;
+    return a;
+  }
+
+  function row(t) {
+    const tr = document.createElement("tr");
+    tr.dataset.id = t.id;
+    tr.dataset.state = t.state;
+    cell(tr, link(t.url, t.name), "name");
+    cell(tr, t.host, "host");
+    const what = document.createElement("span");
+    const kind = document.createElement("strong");
+    kind.textContent = t.kind;
+    what.append(kind, document.createElement("br"), t.description);
+    cell(tr, what, "desc");
+    cell(tr, t.created_by || "—", "by");
+    const badge = document.createElement("span");
+    badge.className = `badge ${t.state}`;
+    badge.textContent = t.state;
+    const st = cell(tr, badge, "state");
+    if (!FINAL.includes(t.state)) {
+      st.append(` ${clock(t.elapsed_ms)} / ${clock(t.duration_s * 1000)}`);
+    } else if (t.reason) {
+      st.title = t.reason;
+    }
+    const time = document.createElement("time");
+    time.dateTime = t.created;
+    time.textContent = new Date(t.created).toLocaleString();
+    cell(tr, time, "started");
+    cell(tr, `${t.duration_s} s`, "num duration");
+    cell(tr, t.session_url ? link(t.session_url, FINAL.includes(t.state) ? "session" : "session (filling)")
+      : "—", "result");
+    return tr;
+  }
+
+  async function refresh() {
+    let active = false;
+    try {
+      const resp = await fetch(table.dataset.src, { credentials: "same-origin",
+        headers: { Accept: "application/json" } });
+      const data = await resp.json().catch(() => ({ error: `HTTP ${resp.status}` }));
+      const banner = document.getElementById("list-error");
+      if (!resp.ok) {
+        banner.hidden = false;
+        banner.textContent = resp.status === 401 ? "You are logged out: reload the page to log in."
+          : `Could not load the traces: ${data.error || resp.status}`;
+      } else {
+        banner.hidden = true;
+        state.traces = data.traces;
+        state.loads += 1;
+        active = data.traces.some((t) => !FINAL.includes(t.state));
+        if (data.traces.length) body.replaceChildren(...data.traces.map(row));
+        else body.innerHTML = '<tr class="empty"><td colspan="8">No traces yet. '
+          + 'Start one with <a href="/traces/new/">New trace</a>.</td></tr>';
+      }
+    } catch (e) {
+      // The server is restarting: try again on the next tick.
+    }
+    setTimeout(refresh, active ? ACTIVE_MS : IDLE_MS);
+  }
+
+  refresh();
+})();
