@@ -170,6 +170,10 @@ def env_database(name: str, sqlite_path: Path) -> dict[str, object]:
             # wrote in between.
             "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20,
                         "transaction_mode": "IMMEDIATE"},
+            # Tests use a file too, as the server does: an in-memory shared-cache
+            # database answers a second thread's write with "table is locked" at
+            # once instead of waiting, which the recorder thread would hit.
+            "TEST": {"NAME": str(sqlite_path.with_name("test_" + sqlite_path.name))},
         }
     try:
         database = parse_database_url(url)
