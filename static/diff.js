@@ -7,9 +7,9 @@
 // change, grey within UNCHANGED of each other.  Scaling is FlameGraph's
 // difffolded -n: a function that kept its share shows no change.
 
-import { OTHER_KEY, isOther, makeMatcher, matchedSamples, newNode } from "./flametree.js";
-import { FlameGraph, fmtUs } from "./flamegraph.js";
-import { FunctionTable } from "./table.js";
+import { fmtUs } from "./flamegraph.js";
+import { FlamePanel } from "./flamepanel.js";
+import { decodeWire } from "./flametree.js";
 
 const UNCHANGED = 0.02; // relative change under which a frame stays grey
 const $ = (id) => document.getElementById(id);
@@ -31,41 +31,11 @@ export function diffColour(before, after) {
 // The wire to a tree like flametree.decodeWire's, each node carrying its
 // `before` and `after`; folds under one parent merge (their sums add).
 export function decodeDiff(wire) {
-  const { names, nodes, before, after } = wire;
-  if (!Array.isArray(nodes) || nodes.length < 3 || nodes.length % 3) {
-    throw new Error("diff tree: nodes must be a non-empty list of triples");
-  }
-  const root = Object.assign(newNode(""), { before: before[0], after: after[0] });
-  root.self = nodes[1];
-  const stack = [[root, nodes[2]]];
-  let pos = 3;
-  while (stack.length) {
-    const top = stack[stack.length - 1];
-    if (top[1] === 0) {
-      stack.pop();
-      if (stack.length) stack[stack.length - 1][0].total += top[0].total;
-      continue;
-    }
-    top[1] -= 1;
-    const i = pos / 3;
-    const name = names[nodes[pos]];
-    const parent = top[0];
-    if (!parent.children) parent.children = new Map();
-    const key = isOther(name) ? OTHER_KEY : name;
-    let child = parent.children.get(key);
-    if (!child) {
-      child = Object.assign(newNode(name), { before: 0, after: 0 });
-      parent.children.set(key, child);
-    }
-    child.before += before[i];
-    child.after += after[i];
-    child.self += nodes[pos + 1];
-    child.total += nodes[pos + 1];
-    stack.push([child, nodes[pos + 2]]);
-    pos += 3;
-  }
-  root.total += root.self;
-  return root;
+  const { before, after } = wire;
+  return decodeWire(wire, (node, i) => {
+    node.before = (node.before || 0) + before[i];
+    node.after = (node.after || 0) + after[i];
+  });
 }
 
 function signed(v, fmt) {
@@ -79,16 +49,14 @@ function pctOf(change, before) {
 
 class DiffView {
   constructor() {
-    this.search = { test: null, error: null };
     this.fmt = (v) => String(Math.round(v));
-    this.graph = new FlameGraph($("flamegraph"), {
-      onZoom: (p) => this.renderBreadcrumb(p),
+    const fmt = (v) => this.fmt(v);
+    const graph = {
       colourOf: (n) => (n.before === undefined ? null : diffColour(n.before, n.after)),
       tooltipLines: (n) => this.explain(n),
-    });
-    const fmt = (v) => this.fmt(v);
-    this.table = new FunctionTable($("functions"), {
-      onSelect: (n) => this.searchExact(n), sortKey: "absChange",
+    };
+    const table = {
+      sortKey: "absChange",
       columns: [
         { key: "name", label: "function" },
         { key: "before_total", label: "before", cell: (r) => fmt(r.before_total) },
@@ -99,11 +67,16 @@ class DiffView {
         { key: "changePct", label: "change %", cell: (r) => pctOf(r.change, r.before_total) },
         { key: "absChange", label: "|change|", cell: (r) => fmt(Math.abs(r.change)) },
       ],
-    });
-    $("icicle").addEventListener("change", (e) => this.graph.setIcicle(e.target.checked));
-    $("search").addEventListener("input", (e) => this.setSearch(e.target.value));
+    };
+    this.panel = new FlamePanel({ graph, table, matchOf: "width" });
+    this.graph = this.panel.graph;
+    this.table = this.panel.table;
     this.loads = 0;
     if (new URLSearchParams(location.search).get("a")) this.load();
+  }
+
+  get tree() {
+    return this.panel.tree;
   }
 
   explain(n) {
@@ -131,47 +104,15 @@ class DiffView {
     this.data = data;
     const us = data.unit === "us";
     this.fmt = us ? (v) => fmtUs(v) : (v) => `${Math.round(v)}`;
-    this.tree = decodeDiff(data.wire);
     this.graph.unit = data.unit;
-    this.graph.setTree(this.tree);
-    this.table.setRows(data.functions.map((r) => ({ ...r, absChange: Math.abs(r.change),
+    this.panel.show(decodeDiff(data.wire), data.functions.map((r) => ({ ...r,
+      absChange: Math.abs(r.change),
       changePct: r.before_total ? r.change / r.before_total : (r.change ? Infinity : 0) })));
     const side = (s) => `#${s.id} ${s.name} +${(s.from_ms - s.origin_ms) / 1000} s … `
       + `+${(s.to_ms - s.origin_ms) / 1000} s (${us ? fmtUs(s.total) : `${s.total} samples`})`;
     $("diff-info").textContent = `${data.kind}: A ${side(data.a)} → B ${side(data.b)} · `
       + `A scaled ×${data.wire.scale.toPrecision(3)} · server ${data.server_ms} ms`;
     this.loads += 1;
-  }
-
-  setSearch(text) {
-    this.search = makeMatcher(text);
-    this.graph.setSearch(this.search.test);
-    this.table.select(null);
-    const { test, error } = this.search;
-    const tree = this.tree;
-    $("search-result").textContent = error || (!test || !tree ? ""
-      : `matched: ${(tree.total ? (100 * matchedSamples(tree, test)) / tree.total : 0).toFixed(2)}% of width`);
-  }
-
-  searchExact(name) {
-    const text = `/^${name.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}$/`;
-    $("search").value = text;
-    this.setSearch(text);
-    this.table.select(name);
-  }
-
-  renderBreadcrumb(path) {
-    const nav = $("breadcrumb");
-    nav.textContent = "";
-    path.forEach((step, i) => {
-      const b = document.createElement("button");
-      b.type = "button";
-      b.className = "crumb";
-      b.textContent = step.name;
-      if (i === path.length - 1) b.setAttribute("aria-current", "true");
-      b.addEventListener("click", () => this.graph.zoomTo(path.slice(1, i + 1).map((s) => s.key)));
-      nav.appendChild(b);
-    });
   }
 }
 

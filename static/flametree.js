@@ -39,8 +39,11 @@ export function emptyTree() {
 // Decode {"names": [...], "nodes": [nameIdx, self, nChildren, ...]} (pre-order
 // triples, root first).  Iterative with an explicit stack: a deep recursive
 // workload would otherwise blow the JS call stack.  Throws on malformed input
-// so a bad message is reported instead of drawing a half tree.
-export function decodeWire(wire) {
+// so a bad message is reported instead of drawing a half tree.  onNode(node,
+// i), when given, sees each node as triple i is read into it (the root is
+// triple 0; triples that merge into one node each call it): the diff page
+// adds its per-triple columns that way.
+export function decodeWire(wire, onNode = null) {
   const names = wire && wire.names;
   const nodes = wire && wire.nodes;
   if (!Array.isArray(names) || !Array.isArray(nodes) || nodes.length < 3 || nodes.length % 3) {
@@ -48,6 +51,7 @@ export function decodeWire(wire) {
   }
   const root = emptyTree();
   root.self = nodes[1];
+  if (onNode) onNode(root, 0);
   const stack = [[root, nodes[2]]]; // [node, children still to read]
   let pos = 3;
   while (stack.length) {
@@ -64,6 +68,7 @@ export function decodeWire(wire) {
     const child = childFor(top[0], name);
     child.self += nodes[pos + 1];
     child.total += nodes[pos + 1];
+    if (onNode) onNode(child, pos / 3);
     stack.push([child, nodes[pos + 2]]);
     pos += 3;
   }

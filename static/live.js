@@ -6,12 +6,10 @@
 // are kept here: "last interval" is the newest tree, "last N seconds" adds the
 // newest and subtracts what falls out of a ring, "since start" adds everything.
 
-import {
-  cloneTree, decodeWire, emptyTree, findPath, functionStats, makeMatcher, matchedSamples, mergeInto,
-} from "./flametree.js";
-import { FlameGraph, fmtWeight } from "./flamegraph.js";
+import { fmtWeight } from "./flamegraph.js";
+import { FlamePanel } from "./flamepanel.js";
+import { cloneTree, decodeWire, emptyTree, findPath, mergeInto } from "./flametree.js";
 import { LiveSocket } from "./socket.js";
-import { FunctionTable } from "./table.js";
 
 const RING_MAX = 60; // intervals kept: the longest window, 60 s at 1 s intervals
 const CHART_POINTS = 60;
@@ -53,14 +51,12 @@ class LiveView {
       onMessage: (data) => this.onMessage(data),
       onStatus: () => this.renderStatus(),
     });
-    this.search = { test: null, error: null };
     this.resetState();
-    this.graph = new FlameGraph($("flamegraph"), { onZoom: (p) => this.renderBreadcrumb(p),
-      unit: this.unit, waker: this.kind === "offwake" });
-    this.table = new FunctionTable($("functions"), { onSelect: (n) => this.searchExact(n),
-      unit: this.unit });
+    this.panel = new FlamePanel({ graph: { unit: this.unit, waker: this.kind === "offwake" },
+      table: { unit: this.unit }, onFilter: (text) => this.applyFilter(text) });
+    this.graph = this.panel.graph;
     this.bindControls();
-    this.renderBreadcrumb(this.graph.zoomPath());
+    this.panel.renderBreadcrumb();
     this.socket.connect();
     setInterval(() => this.renderStatus(), 500); // countdowns and "ago" texts
   }
@@ -179,41 +175,11 @@ class LiveView {
 
   // ---- drawing --------------------------------------------------------------
   redraw() {
-    const tree = this.tree();
-    this.graph.setTree(tree);
+    this.panel.show(this.tree());
     this.lastDrawMs = this.graph.lastRenderMs;
     this.draws += 1;
-    this.table.update(functionStats(tree), tree.total);
-    this.renderSearch();
     this.renderChart();
     this.renderStatus();
-  }
-
-  renderBreadcrumb(path) {
-    const nav = $("breadcrumb");
-    nav.textContent = "";
-    path.forEach((step, i) => {
-      const b = document.createElement("button");
-      b.type = "button";
-      b.className = "crumb";
-      b.textContent = step.name;
-      b.title = step.name;
-      if (i === path.length - 1) b.setAttribute("aria-current", "true");
-      b.addEventListener("click", () => this.graph.zoomTo(path.slice(1, i + 1).map((s) => s.key)));
-      nav.appendChild(b);
-    });
-  }
-
-  renderSearch() {
-    const out = $("search-result");
-    const { test, error } = this.search;
-    if (error) out.textContent = error;
-    else if (!test) out.textContent = "";
-    else {
-      const tree = this.tree();
-      const pct = tree.total ? (100 * matchedSamples(tree, test)) / tree.total : 0;
-      out.textContent = `matched: ${pct.toFixed(2)}% of total`;
-    }
   }
 
   renderChart() {
@@ -283,16 +249,6 @@ class LiveView {
       if (this.mode === "since") this.redraw();
     });
     $("pause").addEventListener("click", () => this.setPaused(!this.paused));
-    $("icicle").addEventListener("change", (e) => this.graph.setIcicle(e.target.checked));
-    $("search").addEventListener("input", (e) => this.setSearch(e.target.value));
-    $("filter-form").addEventListener("submit", (e) => {
-      e.preventDefault();
-      this.applyFilter($("filter").value);
-    });
-    $("filter-clear").addEventListener("click", () => {
-      $("filter").value = "";
-      this.applyFilter("");
-    });
     $("window-label").hidden = this.mode !== "window";
   }
 
@@ -309,21 +265,6 @@ class LiveView {
     $("pause").setAttribute("aria-pressed", String(paused));
     if (!paused) this.redraw();
     else this.renderStatus();
-  }
-
-  setSearch(text) {
-    this.search = makeMatcher(text);
-    this.graph.setSearch(this.search.test);
-    this.table.select(null);
-    this.renderSearch();
-  }
-
-  // A table row selects exactly that function, hence an anchored regex.
-  searchExact(name) {
-    const text = `/^${name.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}$/`;
-    $("search").value = text;
-    this.setSearch(text);
-    this.table.select(name);
   }
 
   // Digits mean a pid, anything else a process-name substring; the server

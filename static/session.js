@@ -9,11 +9,11 @@
 // it shows.  The same script serves /s/<token>/, whose data-base points the
 // requests at the token's endpoints.
 
-import { decodeWire, emptyTree, functionStats, makeMatcher, matchedSamples } from "./flametree.js";
-import { FlameGraph, fmtUs, fmtWeight } from "./flamegraph.js";
+import { fmtUs, fmtWeight } from "./flamegraph.js";
+import { FlamePanel } from "./flamepanel.js";
+import { decodeWire } from "./flametree.js";
 import { rowLabel, rowOf, rowRange } from "./heatmap.js";
 import { SubsecondHeatmap } from "./subsecond.js";
-import { FunctionTable } from "./table.js";
 
 const $ = (id) => document.getElementById(id);
 const CONFIG = { displayModeBar: false, responsive: true };
@@ -56,17 +56,15 @@ class SessionView {
       return;
     }
     this.unit = this.units[this.state.kind];
-    this.graph = new FlameGraph($("flamegraph"), { onZoom: (p) => this.renderBreadcrumb(p),
-      unit: this.unit });
-    this.table = new FunctionTable($("functions"), { onSelect: (n) => this.searchExact(n),
-      unit: this.unit });
+    this.panel = new FlamePanel({ graph: { unit: this.unit }, table: { unit: this.unit },
+      onFilter: (text) => this.applyFilter(text) });
+    this.graph = this.panel.graph;
     this.heatmap = new SubsecondHeatmap({ canvas: $("subsecond-canvas"),
       scroller: $("subsecond-scroll"), legend: $("subsecond-legend"),
       onSelect: (which, range) => this.onSelect(which, range),
       onView: (v) => this.onView(v), format: (v) => this.fmt(v) });
-    this.search = { test: null, error: null };
     this.bind();
-    this.renderBreadcrumb(this.graph.zoomPath());
+    this.panel.renderBreadcrumb();
     this.loadTimeline();
     this.loadHeatmap();
     this.loadFlame();
@@ -128,10 +126,7 @@ class SessionView {
   showFlame(data) {
     $("range-error").hidden = true;
     this.flame = data;
-    this.tree = decodeWire(data.tree);
-    this.graph.setTree(this.tree);
-    this.table.update(functionStats(this.tree), this.tree.total);
-    this.renderSearch();
+    this.panel.show(decodeWire(data.tree));
     const from = data.from_ms - data.origin_ms;
     const to = data.to_ms - data.origin_ms;
     const s = this.state;
@@ -300,8 +295,7 @@ class SessionView {
     $("kind").addEventListener("change", (e) => {
       this.state.kind = e.target.value;
       this.unit = this.units[this.state.kind];
-      this.graph.unit = this.unit;
-      this.table.fmt = this.unit === "us" ? fmtUs : (v) => String(v);
+      this.panel.setUnit(this.unit);
       this.loadHeatmap();
       this.loadFlame();
     });
@@ -312,17 +306,7 @@ class SessionView {
       this.renderSelection();
       this.loadFlame();
     });
-    $("icicle").addEventListener("change", (e) => this.graph.setIcicle(e.target.checked));
-    $("search").addEventListener("input", (e) => this.setSearch(e.target.value));
     $("filter").value = this.state.pid ?? this.state.comm ?? "";
-    $("filter-form").addEventListener("submit", (e) => {
-      e.preventDefault();
-      this.applyFilter($("filter").value);
-    });
-    $("filter-clear").addEventListener("click", () => {
-      $("filter").value = "";
-      this.applyFilter("");
-    });
     if (this.shared) return;
     $("compare-range").addEventListener("click", () => {
       this.heatmap.marking = "b";
@@ -345,41 +329,8 @@ class SessionView {
     this.loadFlame();
   }
 
-  setSearch(text) {
-    this.search = makeMatcher(text);
-    this.graph.setSearch(this.search.test);
-    this.table.select(null);
-    this.renderSearch();
-  }
-
-  searchExact(name) {
-    const text = `/^${name.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}$/`;
-    $("search").value = text;
-    this.setSearch(text);
-    this.table.select(name);
-  }
-
-  renderSearch() {
-    const out = $("search-result");
-    const { test, error } = this.search;
-    const tree = this.tree || emptyTree();
-    if (error) out.textContent = error;
-    else if (!test) out.textContent = "";
-    else out.textContent = `matched: ${(tree.total ? (100 * matchedSamples(tree, test)) / tree.total : 0).toFixed(2)}% of total`;
-  }
-
-  renderBreadcrumb(path) {
-    const nav = $("breadcrumb");
-    nav.textContent = "";
-    path.forEach((step, i) => {
-      const b = document.createElement("button");
-      b.type = "button";
-      b.className = "crumb";
-      b.textContent = step.name;
-      if (i === path.length - 1) b.setAttribute("aria-current", "true");
-      b.addEventListener("click", () => this.graph.zoomTo(path.slice(1, i + 1).map((s) => s.key)));
-      nav.appendChild(b);
-    });
+  get tree() {
+    return this.panel?.tree;
   }
 }
 

@@ -10,10 +10,10 @@
 // once more, shows why it ended and links to the saved session.
 // window.webprofTrace exposes the state for tests.
 
-import { decodeWire, emptyTree, functionStats, makeMatcher, matchedSamples } from "./flametree.js";
-import { FlameGraph, fmtUs } from "./flamegraph.js";
+import { fmtUs } from "./flamegraph.js";
+import { FlamePanel } from "./flamepanel.js";
+import { decodeWire } from "./flametree.js";
 import { fmtShort, percentile, rowLabel, rowOf, rowRange } from "./heatmap.js";
-import { FunctionTable } from "./table.js";
 
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 1000;
@@ -98,12 +98,12 @@ class TracePage {
 
   initFlame() {
     const unit = STACK_UNITS[this.kind] === "us" ? "us" : "samples";
-    this.graph = new FlameGraph($("flamegraph"), { unit, waker: this.kind === "offwake",
-      onZoom: (p) => this.renderBreadcrumb(p) });
-    this.table = new FunctionTable($("functions"), { unit, onSelect: (n) => this.searchExact(n) });
-    this.search = { test: null, error: null };
-    $("icicle").addEventListener("change", (e) => this.graph.setIcicle(e.target.checked));
-    $("search").addEventListener("input", (e) => this.setSearch(e.target.value));
+    this.panel = new FlamePanel({ graph: { unit, waker: this.kind === "offwake" }, table: { unit } });
+    this.graph = this.panel.graph;
+  }
+
+  get tree() {
+    return this.panel?.tree;
   }
 
   // ---- state ----------------------------------------------------------------
@@ -342,51 +342,12 @@ class TracePage {
     this.flame = res.data;
     if (!res.data.total) { this.noResult({ status: 200, data: {} }); return; }
     $("flame-block").hidden = false;
-    this.tree = decodeWire(res.data.tree);
-    this.graph.setTree(this.tree);
-    this.table.update(functionStats(this.tree), this.tree.total);
-    this.renderSearch();
+    this.panel.show(decodeWire(res.data.tree));
     const unit = STACK_UNITS[this.kind];
     const total = unit === "us" ? fmtUs(res.data.total) : `${res.data.total.toLocaleString()} ${unit}`;
     $("result-info").textContent = `${total} over ${fmtClock(res.data.to_ms - res.data.from_ms)}`
       + (res.data.folded_nodes ? ` · ${res.data.folded_nodes} small frames folded` : "")
       + (FINAL_STATES.includes(t.state) ? "" : " so far (updates every 2 s)");
-  }
-
-  setSearch(text) {
-    this.search = makeMatcher(text);
-    this.graph.setSearch(this.search.test);
-    this.table.select(null);
-    this.renderSearch();
-  }
-
-  searchExact(name) {
-    const text = `/^${name.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}$/`;
-    $("search").value = text;
-    this.setSearch(text);
-    this.table.select(name);
-  }
-
-  renderSearch() {
-    const out = $("search-result");
-    const { test, error } = this.search;
-    const tree = this.tree || emptyTree();
-    if (error) out.textContent = error;
-    else if (!test) out.textContent = "";
-    else out.textContent = `matched: ${(tree.total ? (100 * matchedSamples(tree, test)) / tree.total : 0).toFixed(2)}% of total`;
-  }
-
-  renderBreadcrumb(path) {
-    const nav = $("breadcrumb");
-    nav.replaceChildren(...path.map((step, i) => {
-      const b = document.createElement("button");
-      b.type = "button";
-      b.className = "crumb";
-      b.textContent = step.name;
-      if (i === path.length - 1) b.setAttribute("aria-current", "true");
-      b.addEventListener("click", () => this.graph.zoomTo(path.slice(1, i + 1).map((s) => s.key)));
-      return b;
-    }));
   }
 }
 

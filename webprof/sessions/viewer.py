@@ -246,13 +246,21 @@ def by_id(handler: Handler) -> Callable[..., JsonResponse]:
     return view
 
 
+def shared_session(token: str) -> Session | None:
+    """The session a share token names; None when the link is gone (unknown,
+    revoked or expired: the pages do not say which)."""
+    try:
+        return access.shared(token)
+    except Http404:
+        return None
+
+
 def by_token(handler: Handler) -> Callable[..., JsonResponse]:
     """The same endpoint under ``/s/<token>/``: the token alone names the session."""
     @require_GET
     def view(request: HttpRequest, token: str) -> JsonResponse:
-        try:
-            session = access.shared(token)
-        except Http404:
+        session = shared_session(token)
+        if session is None:
             return error(404, GONE)
         return answer(lambda: handler(request, session))
     view.__name__ = f"shared_{handler.__name__}"
@@ -321,9 +329,8 @@ def session_page(request: HttpRequest, session_id: int) -> HttpResponse:
 
 @require_GET
 def shared_page(request: HttpRequest, token: str) -> HttpResponse:
-    try:
-        session = access.shared(token)
-    except Http404:
+    session = shared_session(token)
+    if session is None:
         return render(request, "sessions/session.html",
                       {"gone": GONE, "shared": True,
                        "base_template": engines["django"].from_string(SHARED_BASE)},
@@ -334,9 +341,8 @@ def shared_page(request: HttpRequest, token: str) -> HttpResponse:
 @require_GET
 def shared_export(request: HttpRequest, token: str) -> HttpResponse:
     """Downloads through a share link, by the management views' exporter."""
-    try:
-        session = access.shared(token)
-    except Http404:
+    session = shared_session(token)
+    if session is None:
         return HttpResponse(GONE, status=404, content_type="text/plain; charset=utf-8")
     from . import views  # the management views; imported late, they import much
 

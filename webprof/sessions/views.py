@@ -10,8 +10,10 @@ Every page needs a login; changing a session needs its owner or an admin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
+from functools import wraps
 from typing import Any
 
 from django.contrib import messages
@@ -20,6 +22,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
+from django.forms import Form
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -39,6 +42,7 @@ from .export import ExportError, export_session, import_folded
 from .forms import EditForm, ImportForm, RecordForm, ShareForm
 from .models import LatencyChunk, ProfileChunk, Session, ShareLink
 from .recording import RECORDER, now_ms
+from .retention import human_bytes
 
 PER_PAGE = 50
 # ?sort= keys and the columns they order by; anything else falls back to DEFAULT_SORT.
@@ -52,15 +56,6 @@ COLUMNS = (("name", "Name"), ("host", "Host"), (None, "Kinds"), ("start", "Start
 def session_url(session_id: int) -> str:
     """The viewer page (routed by the viewer's urls)."""
     return f"/sessions/{session_id}/"
-
-
-def human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # not reached
 
 
 def human_ms(ms: int) -> str:
@@ -81,6 +76,36 @@ def forbidden(exc: PermissionDenied) -> HttpResponse:
 
 def _manageable(request: HttpRequest, session_id: int) -> Session:
     return access.manageable(request.user, session_id)
+
+
+def owner_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A page that changes session ``session_id``: the view gets the session,
+    or the user who may not change it gets :func:`forbidden`."""
+    @wraps(view)
+    def wrapper(request: HttpRequest, session_id: int) -> HttpResponse:
+        try:
+            session = _manageable(request, session_id)
+        except PermissionDenied as exc:
+            return forbidden(exc)
+        return view(request, session)
+    return wrapper
+
+
+def owner_form(form_class: type[Form], name: str) -> Callable[..., Callable[..., HttpResponse]]:
+    """A form posted to change session ``session_id``: the view gets the session
+    and the valid form; an invalid one shows the manage page again with its
+    errors (400) as the context's ``name``."""
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @owner_page
+        @wraps(view)
+        def wrapper(request: HttpRequest, session: Session) -> HttpResponse:
+            form = form_class(request.POST)
+            if not form.is_valid():
+                return render(request, "sessions/manage_page.html",
+                              manage_context(request, session, **{name: form}), status=400)
+            return view(request, session, form)
+        return wrapper
+    return decorate
 
 
 # ------------------------------------------------------------------------ recording
@@ -249,15 +274,8 @@ def manage(request: HttpRequest, session_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def edit(request: HttpRequest, session_id: int) -> HttpResponse:
-    try:
-        session = _manageable(request, session_id)
-    except PermissionDenied as exc:
-        return forbidden(exc)
-    form = EditForm(request.POST)
-    if not form.is_valid():
-        return render(request, "sessions/manage_page.html",
-                      manage_context(request, session, edit_form=form), status=400)
+@owner_form(EditForm, "edit_form")
+def edit(request: HttpRequest, session: Session, form: EditForm) -> HttpResponse:
     session.name = form.cleaned_data["name"].strip()
     session.notes = form.cleaned_data["notes"]
     session.save(update_fields=["name", "notes"])
@@ -267,11 +285,8 @@ def edit(request: HttpRequest, session_id: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def delete(request: HttpRequest, session_id: int) -> HttpResponse:
-    try:
-        session = _manageable(request, session_id)
-    except PermissionDenied as exc:
-        return forbidden(exc)
+@owner_page
+def delete(request: HttpRequest, session: Session) -> HttpResponse:
     if request.method == "GET":
         context = {"session": session, "size": human_bytes(session.size_bytes),
                    "duration": human_ms(session.duration_ms),
@@ -294,15 +309,8 @@ def delete(request: HttpRequest, session_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def create_share(request: HttpRequest, session_id: int) -> HttpResponse:
-    try:
-        session = _manageable(request, session_id)
-    except PermissionDenied as exc:
-        return forbidden(exc)
-    form = ShareForm(request.POST)
-    if not form.is_valid():
-        return render(request, "sessions/manage_page.html",
-                      manage_context(request, session, share_form=form), status=400)
+@owner_form(ShareForm, "share_form")
+def create_share(request: HttpRequest, session: Session, form: ShareForm) -> HttpResponse:
     token, link = share.create_link(session, request.user,
                                     share.parse_expiry(form.cleaned_data["expires"]))
     # The token exists only in this response: the database keeps its digest.
