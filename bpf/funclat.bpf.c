@@ -12,22 +12,39 @@
  *   symbol names never reach this file.  The count of a function's
  *   histogram is its number of calls.
  *
- * RECURSION AND NESTING
- *   The start time is keyed by (thread, function index) and carries a depth.
- *   A call of a function already running on the same thread (recursion, or
- *   re-entry from a signal handler) only increments the depth, and its
- *   return only decrements it: the outermost call is timed, once, with
- *   everything below it included, and inner calls are not counted.  So one
- *   recursive computation is one call with its whole duration, as a caller
- *   sees it.  Different functions nest freely (each has its own entry).
- *   The kernel hooks at most 64 pending returns per thread; deeper
- *   recursion loses return events, so such a thread's entry stays until it
- *   ends (the map is an LRU, so stale entries cannot fill it; counted in
- *   H_START_FULL when an insert fails).
+ * RECURSION, NESTING AND LOST RETURNS
+ *   The start time is keyed by (thread, function index) and carries the
+ *   user stack pointer at entry.  The stack grows down, so a call of the
+ *   same function on the same thread whose stack pointer is below the
+ *   stored one runs inside the timed call (recursion, or re-entry from a
+ *   signal handler): it is not timed, and neither is its return, whose
+ *   stack pointer is below the stored one too.  The outermost call's return
+ *   leaves the stack pointer at or above its entry value (x86-64's ret pops
+ *   the return address; arm64's does not move it), so it is timed, once,
+ *   with everything below it included: one recursive computation is one
+ *   call with its whole duration, as a caller sees it.  Different functions
+ *   nest freely (each has its own entry).
+ *   Returns can be missed: a call already running when the probes were
+ *   attached, a thread's pending returns beyond the kernel's limit of 64
+ *   (deep recursion), longjmp.  A later call of the function from the same
+ *   frame (a loop) or a shallower one has a stack pointer at or above the
+ *   stale entry's and replaces it, so a missed return costs one call, not
+ *   the calls after it.  (A nesting depth counter instead would treat
+ *   every later call as nested inside the lost one: a trace attached while
+ *   the function was running would stay empty.)
+ *   The stack pointer comes from the probe's struct pt_regs, the user
+ *   register frame whose layout is the ptrace ABI (uapi), the same in
+ *   every kernel of an architecture, unlike the internal structs the
+ *   project never reads.  Limits: code that switches stacks under a running
+ *   call (sigaltstack handlers, coroutines) can make a call look stale or
+ *   nested, and so can calls made only from deeper frames after a missed
+ *   return, or a recycled thread id inheriting a dead thread's entry (the
+ *   map is an LRU, so stale entries cannot fill it; an update that fails
+ *   counts in H_START_FULL).
  *
  * MAPS
  *   start     lru_hash[START_SIZE]  struct start_key (tid, fn) -> struct
- *                                   start_val (ts ns, depth).
+ *                                   start_val (ts ns, user stack pointer).
  *   control   array[1]              u32 -> u32: current histogram set (0/1).
  *   hist0/1   hash[HIST_SIZE]       struct hist_key (fn, slot) -> u64 count.
  *   health    percpu_array[2 * H_MAX]  set * H_MAX + index -> u64 running
@@ -46,7 +63,8 @@
  * KERNEL FEATURES
  *   uprobes and uretprobes (BPF_PROG_TYPE_KPROBE on a uprobe), LRU hash
  *   (4.10+), bpf_get_current_cgroup_id (4.18+) for a cgroup target.  No
- *   kernel struct fields and no probe arguments are read.
+ *   kernel struct fields and no probe arguments are read; only the stack
+ *   pointer of the probe's pt_regs (see above).
  */
 #include <uapi/linux/ptrace.h>
 
@@ -75,7 +93,7 @@ struct start_key {
 
 struct start_val {
     u64 ts_ns;
-    u64 depth;  /* calls of fn nested inside the timed one on this thread */
+    u64 sp;  /* user stack pointer at the timed call's entry */
 };
 
 struct hist_key {
@@ -139,7 +157,7 @@ static __always_inline void count1(struct hist_key *key)
         bump(1, H_COUNTS_FULL);
 }
 
-static __always_inline int on_entry(u32 fn)
+static __always_inline int on_entry(u32 fn, u64 sp)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
     struct start_key key = {};
@@ -155,17 +173,17 @@ static __always_inline int on_entry(u32 fn)
     key.tid = (u32)pid_tgid;
     key.fn = fn;
     running = start.lookup(&key);
-    if (running) {
-        __sync_fetch_and_add(&running->depth, 1);  /* recursion: see above */
-        return 0;
-    }
+    if (running && sp < running->sp)
+        return 0;  /* nested inside the timed call: see above */
+    /* New, or replacing a call whose return was missed (its frame is gone). */
     val.ts_ns = bpf_ktime_get_ns();
-    if (start.insert(&key, &val) != 0)
+    val.sp = sp;
+    if (start.update(&key, &val) != 0)
         bump(active_set(), H_START_FULL);
     return 0;
 }
 
-static __always_inline int on_return(u32 fn)
+static __always_inline int on_return(u32 fn, u64 sp)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
     struct start_key key = {};
@@ -179,10 +197,8 @@ static __always_inline int on_return(u32 fn)
     running = start.lookup(&key);
     if (!running)
         return 0;  /* entered before we attached, or filtered at entry */
-    if (running->depth > 0) {
-        __sync_fetch_and_sub(&running->depth, 1);
-        return 0;
-    }
+    if (sp < running->sp)
+        return 0;  /* a nested call returned; the timed one still runs */
     delta_us = (bpf_ktime_get_ns() - running->ts_ns) / 1000;
     start.delete(&key);
     hkey.fn = fn;
@@ -197,10 +213,11 @@ static __always_inline int on_return(u32 fn)
 }
 
 /* One uprobe/uretprobe program pair per function slot; the index is a
- * constant of each pair. */
+ * constant of each pair.  The stack pointer is read here, in the program
+ * itself, where ctx is the probe's register frame. */
 #define FUNC_PAIR(i) \
-    int entry_##i(struct pt_regs *ctx) { return on_entry(i); } \
-    int return_##i(struct pt_regs *ctx) { return on_return(i); }
+    int entry_##i(struct pt_regs *ctx) { return on_entry(i, PT_REGS_SP(ctx)); } \
+    int return_##i(struct pt_regs *ctx) { return on_return(i, PT_REGS_SP(ctx)); }
 
 FUNC_PAIR(0)
 FUNC_PAIR(1)

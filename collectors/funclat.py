@@ -15,11 +15,13 @@ are a series' count over the interval.
 
 from __future__ import annotations
 
+import os
 import struct
 
 from collectors.latency import LatencyCollector
 
 MAX_FUNCTIONS = 8  # FUNC_PAIR(0) .. FUNC_PAIR(7) in funclat.bpf.c
+UPROBE_EVENTS = "/sys/kernel/tracing/uprobe_events"  # mounted by bcc_env.prepare()
 
 
 class FuncLatCollector(LatencyCollector):
@@ -38,14 +40,72 @@ class FuncLatCollector(LatencyCollector):
         self.max_series = None  # one series per symbol, at most 8
 
     def after_load(self, bpf) -> None:
-        """Attach pair i to symbol i (bcc detaches them all in cleanup())."""
+        """Attach pair i to symbol i (bcc detaches them all in cleanup()).
+
+        Every uretprobe goes on before any uprobe.  The kernel arms a return
+        probe when the function is entered, so a call entered between an
+        entry probe and its return probe would be timed at entry and never
+        at return; with the returns first, a call running at attach time is
+        simply not counted (its return finds no start time).
+        """
         pid = self.pid if self.pid is not None else -1
-        for i, symbol in enumerate(self.symbols):
-            name, sym = self.binary.encode(), symbol.encode()
-            bpf.attach_uprobe(name=name, sym=sym, fn_name=f"entry_{i}".encode(), pid=pid)
-            bpf.attach_uretprobe(name=name, sym=sym, fn_name=f"return_{i}".encode(), pid=pid)
+        for prefix in ("return", "entry"):
+            for i, symbol in enumerate(self.symbols):
+                self._attach(bpf, prefix, i, symbol, pid)
+
+    def _attach(self, bpf, prefix: str, index: int, symbol: str, pid: int) -> None:
+        """One probe; a refusal leaves no tracefs event behind and says which.
+
+        When the kernel refuses a uprobe (perf_event_open fails, e.g. on a
+        function that starts with a trap instruction), bcc 0.26 retries
+        through tracefs: it defines a uprobe event there, fails again and
+        leaves the definition behind.  Nothing fires from it, but it pins
+        the binary and piles up with every failed trace, so it is removed.
+        """
+        attach = bpf.attach_uretprobe if prefix == "return" else bpf.attach_uprobe
+        before = bcc_uprobe_events()
+        try:
+            attach(name=self.binary.encode(), sym=symbol.encode(),
+                   fn_name=f"{prefix}_{index}".encode(), pid=pid)
+        except Exception as exc:  # bcc raises plain Exception
+            remove_uprobe_events(bcc_uprobe_events() - before)
+            what = "return probe" if prefix == "return" else "probe"
+            raise RuntimeError(f"the kernel refused a {what} on {symbol} in {self.binary} "
+                               f"({exc}): some functions cannot be probed") from None
 
     def series_slot(self, key: tuple) -> tuple[str, int]:
         fn, slot = key
         name = self.symbols[fn] if fn < len(self.symbols) else f"function_{fn}"
         return name, slot
+
+
+def bcc_uprobe_events(path: str = UPROBE_EVENTS) -> set[str]:
+    """The tracefs uprobe events bcc defined for this process, as "group/name"
+    (lines read "p:uprobes/<name>_bcc_<pid> <path>:<offset>")."""
+    suffix = f"_bcc_{os.getpid()}"
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return set()
+    names = {line.split(maxsplit=1)[0].partition(":")[2] for line in lines if line.strip()}
+    return {name for name in names if name.endswith(suffix)}
+
+
+def remove_uprobe_events(names: set[str], path: str = UPROBE_EVENTS) -> None:
+    """Delete tracefs uprobe events ("-:group/name"); errors are ignored (gone already).
+
+    O_APPEND without O_TRUNC: truncating uprobe_events would delete every
+    uprobe event on the machine, and Python's "a" mode seeks, which tracefs
+    refuses (EINVAL)."""
+    for name in sorted(names):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except OSError:
+            return
+        try:
+            os.write(fd, f"-:{name}\n".encode())
+        except OSError:
+            pass
+        finally:
+            os.close(fd)

@@ -1,7 +1,9 @@
 """Targeted traces through TraceManager, in-process, against ground-truth workloads.
 
 - funclat: probes.c's slow_call() sleeps 2 ms and is called 100 times a
-  second, so its histogram peaks in [2048, 4096) us at ~100 calls/s;
+  second, so its histogram peaks in [2048, 4096) us at ~100 calls/s; a
+  function that is always running is counted however the attach falls, and
+  a recursion (also past the kernel's 64 pending returns) is one call each;
 - usdt / tracepoint: probes.c fires webprof:tick and getppid() exactly N
   times through main -> run_fire -> probe_burst;
 - cpu, offcpu, syscall, runqlat, biolat: the workloads of the other tests,
@@ -143,6 +145,129 @@ def test_funclat_peak_bucket_and_calls_per_second(built: dict[str, str]) -> None
     assert histogram.peak(calls)[:2] == SLEEP_BUCKET, calls
     seconds = sum(d.interval_ms for d in deltas) / 1000
     assert 90 <= histogram.total(calls) / seconds <= 110, (calls, seconds)
+
+
+# A function that is nearly always running (2 ms sleeps back to back: a probe
+# attached at a random moment lands mid-call almost surely), and a recursion
+# run on demand: ``recurse DEPTH N`` prints "ready", waits for a line, makes N
+# outermost calls of descend(DEPTH) (3 ms of sleep at the bottom: bucket
+# [2048, 4096) us), prints "done" and waits for stdin to close.
+FUNCLAT_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void sleep_us(long us) {
+    struct timespec ts = {0, us * 1000};
+    nanosleep(&ts, 0);
+}
+
+__attribute__((noinline)) void always_busy(void) { sleep_us(2000); }
+
+/* A function the kernel refuses to probe: it starts with a trap (never called). */
+__asm__(".text\n.globl unprobeable\n.type unprobeable, @function\n"
+        "unprobeable:\n\tint3\n\tret\n.size unprobeable, .-unprobeable\n");
+
+__attribute__((noinline)) int descend(int depth) {
+    if (depth <= 1) { sleep_us(3000); return 1; }
+    return 1 + descend(depth - 1);
+}
+
+int main(int argc, char **argv) {
+    char line[16];
+    if (argc == 2 && strcmp(argv[1], "busy") == 0)
+        for (;;) always_busy();
+    if (argc != 4 || strcmp(argv[1], "recurse") != 0) return 2;
+    int depth = atoi(argv[2]), n = atoi(argv[3]);
+    printf("ready\n"); fflush(stdout);
+    if (!fgets(line, sizeof line, stdin)) return 1;
+    for (int i = 0; i < n; i++)
+        if (descend(depth) != depth) return 1;
+    printf("done\n"); fflush(stdout);
+    while (fgets(line, sizeof line, stdin)) {}
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def funclat_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
+    src = tmp_path_factory.mktemp("funclat") / "funclat_calls.c"
+    src.write_text(FUNCLAT_C)
+    out = src.with_suffix("")
+    subprocess.run(["gcc", *CFLAGS, "-o", str(out), str(src)], check=True)
+    return str(out)
+
+
+def test_funclat_attached_mid_call_counts_every_later_call(funclat_binary: str) -> None:
+    """Regression: attaching while the function runs (a call entered between
+    the entry and the return probe, whose return is never seen) used to make
+    every later call look nested inside it: whole runs came back empty, about
+    one attach in two on this workload.  Each fresh workload and collector,
+    by pid and system-wide, must see the ~470 calls a second."""
+    from collectors.funclat import FuncLatCollector
+
+    for attempt in range(6):
+        proc = subprocess.Popen([funclat_binary, "busy"])  # attached right after exec
+        try:
+            pid = proc.pid if attempt % 2 == 0 else None
+            with FuncLatCollector(funclat_binary, ["always_busy"], pid=pid) as collector:
+                time.sleep(1)
+                delta = collector.drain()
+        finally:
+            proc.kill()
+            proc.wait()
+        calls = delta.series.get("always_busy", [])
+        rate = histogram.total(calls) / (delta.interval_ms / 1000)
+        assert 300 <= rate <= 520, (attempt, pid, delta.series, delta.health)
+        assert histogram.peak(calls)[:2] == SLEEP_BUCKET, calls
+
+
+def test_funclat_refused_probe_leaves_nothing_behind(funclat_binary: str) -> None:
+    """A symbol that exists but cannot be probed fails the attach with a clear
+    error; the probes attached before it and bcc's tracefs fallback event
+    are all gone."""
+    from collectors.funclat import FuncLatCollector, bcc_uprobe_events
+
+    before = perf_attachments()
+    proc = subprocess.Popen([funclat_binary, "busy"])  # maps the binary: the kernel checks
+    try:
+        time.sleep(0.2)
+        with pytest.raises(RuntimeError, match="kernel refused a return probe on unprobeable"):
+            with FuncLatCollector(funclat_binary, ["always_busy", "unprobeable"]):
+                pass
+    finally:
+        proc.kill()
+        proc.wait()
+    assert perf_attachments() == before and bcc_uprobe_events() == set()
+
+
+@pytest.mark.parametrize("depth", [10, 100])
+def test_funclat_recursion_is_one_call_even_past_the_return_limit(funclat_binary: str,
+                                                                  depth: int) -> None:
+    """Each outermost descend() is one call with its whole duration.  At depth
+    100 the kernel hooks only the first 64 returns of the thread; the
+    outermost return is among them, so every call is still counted exactly."""
+    from collectors.funclat import FuncLatCollector
+
+    calls = 200
+    proc = subprocess.Popen([funclat_binary, "recurse", str(depth), str(calls)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        with FuncLatCollector(funclat_binary, ["descend"], pid=proc.pid) as collector:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().strip() == "done"
+            delta = collector.drain()
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+    series = delta.series.get("descend", [])
+    assert histogram.total(series) == calls, (series, delta.health)
+    assert histogram.peak(series)[:2] == SLEEP_BUCKET, series
 
 
 def fire_trace(built: dict[str, str], trace_id: int, **spec) -> tuple[Driver, list, int]:
