@@ -19,6 +19,7 @@ import plotly
 from django.core.exceptions import ImproperlyConfigured
 
 from webprof.core.dburl import DatabaseUrlError, parse_database_url
+from webprof.core.tokens import url_token
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -102,7 +103,7 @@ SECRET_KEY = os.environ.get("WEBPROF_SECRET_KEY") or secret_file(
     DATA_DIR / "secret-key", lambda: secrets.token_urlsafe(50)
 )
 COLLECTOR_TOKEN = os.environ.get("WEBPROF_COLLECTOR_TOKEN") or secret_file(
-    DATA_DIR / "collector-token", lambda: secrets.token_urlsafe(32)
+    DATA_DIR / "collector-token", lambda: url_token(32)
 )
 
 DEBUG = env_bool("WEBPROF_DEBUG", False)

@@ -154,7 +154,7 @@ def start_collector(server: Daphne, name: str, log: Path, interval_s: float = 0.
                     collectors: str = "cpu") -> Collector:
     """``webprof collect`` against ``server`` (root and bcc: call require_bpf first)."""
     cmd = [sys.executable, "-m", "webprof.cli", "collect", "--server", server.ws_url]
-    cmd += ["--token", server.token, "--name", name, "--frequency", "199"]
+    cmd += [f"--token={server.token}", "--name", name, "--frequency", "199"]
     cmd += ["--interval", str(interval_s), "--collectors", collectors]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)

@@ -9,11 +9,11 @@ character in Python.
 from __future__ import annotations
 
 import re
-import secrets
 from datetime import timedelta
 
 from django.utils import timezone
 
+from ..core.tokens import url_token
 from .models import Session, ShareLink, token_digest
 
 TOKEN_BYTES = 32
@@ -44,9 +44,7 @@ def parse_expiry(text: str | None) -> timedelta | None:
 def create_link(session: Session, user: object | None,
                 expires_in: timedelta | None) -> tuple[str, ShareLink]:
     """A new link; returns the token (shown once) and the stored row."""
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    while not token[0].isalnum():  # "-x..." would read as an option on a command line
-        token = secrets.token_urlsafe(TOKEN_BYTES)
+    token = url_token(TOKEN_BYTES)
     link = ShareLink.objects.create(
         session=session, digest=token_digest(token), prefix=token[:8],
         created_by=user if getattr(user, "is_authenticated", False) else None,

@@ -15,7 +15,6 @@ call :func:`csrf_failure` themselves for the cookie case.
 from __future__ import annotations
 
 import hashlib
-import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -26,6 +25,7 @@ from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 
+from ..core.tokens import url_token
 from .models import ApiToken, AuditEntry
 
 TOKEN_BYTES = 32
@@ -55,12 +55,8 @@ def digest(token: str) -> str:
 
 
 def new_token() -> str:
-    """A fresh token; never one starting with '-', which a shell command line
-    would take for an option."""
-    while True:
-        token = secrets.token_urlsafe(TOKEN_BYTES)
-        if not token.startswith("-"):
-            return token
+    """A fresh token; never one starting with '-' (see core.tokens)."""
+    return url_token(TOKEN_BYTES)
 
 
 def create_token(username: str, name: str = "") -> tuple[str, ApiToken]:

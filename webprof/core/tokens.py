@@ -1,0 +1,18 @@
+"""Random URL-safe tokens that a command line will not mistake for options.
+
+``secrets.token_urlsafe`` draws from A-Z, a-z, 0-9, "-" and "_", so about one
+token in 64 starts with "-", which argparse (``webprof collect --token T``,
+``webprof unshare T``) reads as an option.  Pure Python.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+
+def url_token(nbytes: int = 32) -> str:
+    """``secrets.token_urlsafe(nbytes)``, redrawn until it starts with a letter or digit."""
+    while True:
+        token = secrets.token_urlsafe(nbytes)
+        if token[0].isalnum():
+            return token
