@@ -173,3 +173,40 @@ def flip_set(bpf: Any, active: int) -> int:
     control[control.Key(0)] = control.Leaf(1 - active)
     time.sleep(FLIP_GRACE_S)
     return 1 - active
+
+
+# bcc 0.26 retries a uprobe the kernel refused through tracefs and leaves the
+# event it defined there; callers remove what a failed attach added.
+UPROBE_EVENTS = "/sys/kernel/tracing/uprobe_events"  # mounted by prepare()
+
+
+def bcc_uprobe_events(path: str = UPROBE_EVENTS) -> set[str]:
+    """The tracefs uprobe events bcc defined for this process, as "group/name"
+    (lines read "p:uprobes/<name>_bcc_<pid> <path>:<offset>")."""
+    suffix = f"_bcc_{os.getpid()}"
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return set()
+    names = {line.split(maxsplit=1)[0].partition(":")[2] for line in lines if line.strip()}
+    return {name for name in names if name.endswith(suffix)}
+
+
+def remove_uprobe_events(names: set[str], path: str = UPROBE_EVENTS) -> None:
+    """Delete tracefs uprobe events ("-:group/name"); errors are ignored (gone already).
+
+    O_APPEND without O_TRUNC: truncating uprobe_events would delete every
+    uprobe event on the machine, and Python's "a" mode seeks, which tracefs
+    refuses (EINVAL)."""
+    for name in sorted(names):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except OSError:
+            return
+        try:
+            os.write(fd, f"-:{name}\n".encode())
+        except OSError:
+            pass
+        finally:
+            os.close(fd)

@@ -40,6 +40,11 @@ from webprof.core.protocol import (
 )
 from webprof.core.trace_messages import CollectorQuery, TraceCancel, TraceStart
 
+# A server that hangs without closing the connection is noticed within about
+# twice this (a ping, then its timeout); running traces are then detached.
+# The websockets default of 20 s + 20 s kept probes attached for ~41 s.
+PING_EVERY_S = 10
+
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
 
@@ -109,7 +114,8 @@ class Uplink:
                 async with connect(self.url, additional_headers={
                         "Authorization": f"Bearer {self.token}"},
                         max_size=MAX_MESSAGE_BYTES, proxy=None, open_timeout=5,
-                        close_timeout=2) as ws:
+                        close_timeout=2, ping_interval=PING_EVERY_S,
+                        ping_timeout=PING_EVERY_S) as ws:
                     await ws.send(encode(self.hello))
                     connected = True
                     if attempt:

@@ -15,13 +15,12 @@ are a series' count over the interval.
 
 from __future__ import annotations
 
-import os
 import struct
 
+from collectors.bcc_env import bcc_uprobe_events, remove_uprobe_events
 from collectors.latency import LatencyCollector
 
 MAX_FUNCTIONS = 8  # FUNC_PAIR(0) .. FUNC_PAIR(7) in funclat.bpf.c
-UPROBE_EVENTS = "/sys/kernel/tracing/uprobe_events"  # mounted by bcc_env.prepare()
 
 
 class FuncLatCollector(LatencyCollector):
@@ -77,35 +76,3 @@ class FuncLatCollector(LatencyCollector):
         fn, slot = key
         name = self.symbols[fn] if fn < len(self.symbols) else f"function_{fn}"
         return name, slot
-
-
-def bcc_uprobe_events(path: str = UPROBE_EVENTS) -> set[str]:
-    """The tracefs uprobe events bcc defined for this process, as "group/name"
-    (lines read "p:uprobes/<name>_bcc_<pid> <path>:<offset>")."""
-    suffix = f"_bcc_{os.getpid()}"
-    try:
-        with open(path) as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return set()
-    names = {line.split(maxsplit=1)[0].partition(":")[2] for line in lines if line.strip()}
-    return {name for name in names if name.endswith(suffix)}
-
-
-def remove_uprobe_events(names: set[str], path: str = UPROBE_EVENTS) -> None:
-    """Delete tracefs uprobe events ("-:group/name"); errors are ignored (gone already).
-
-    O_APPEND without O_TRUNC: truncating uprobe_events would delete every
-    uprobe event on the machine, and Python's "a" mode seeks, which tracefs
-    refuses (EINVAL)."""
-    for name in sorted(names):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        except OSError:
-            return
-        try:
-            os.write(fd, f"-:{name}\n".encode())
-        except OSError:
-            pass
-        finally:
-            os.close(fd)

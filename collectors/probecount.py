@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from collectors.bcc_env import bcc_uprobe_events, remove_uprobe_events
 from collectors.cpu import CpuCollector
 
 BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "probecount.bpf.c"
@@ -63,5 +64,12 @@ class ProbeCountCollector(CpuCollector):
             return
         pid = self.pid if self.pid is not None else -1
         for address in self.addresses:
-            bpf.attach_uprobe(name=self.binary.encode(), addr=address, fn_name=b"on_hit",
-                              pid=pid)
+            before = bcc_uprobe_events()
+            try:
+                bpf.attach_uprobe(name=self.binary.encode(), addr=address, fn_name=b"on_hit",
+                                  pid=pid)
+            except Exception as exc:  # bcc raises plain Exception when the kernel refuses
+                # bcc retries a refused probe through tracefs and leaves the event behind.
+                remove_uprobe_events(bcc_uprobe_events() - before)
+                raise RuntimeError(f"the kernel refused a probe at {address:#x} in "
+                                   f"{self.binary} ({exc})") from None

@@ -228,7 +228,8 @@ def test_funclat_refused_probe_leaves_nothing_behind(funclat_binary: str) -> Non
     """A symbol that exists but cannot be probed fails the attach with a clear
     error; the probes attached before it and bcc's tracefs fallback event
     are all gone."""
-    from collectors.funclat import FuncLatCollector, bcc_uprobe_events
+    from collectors.bcc_env import bcc_uprobe_events
+    from collectors.funclat import FuncLatCollector
 
     before = perf_attachments()
     proc = subprocess.Popen([funclat_binary, "busy"])  # maps the binary: the kernel checks
