@@ -275,7 +275,7 @@ WEBPROF_RETENTION_MAX_BYTES = env_size("WEBPROF_RETENTION_MAX_BYTES")
 WEBPROF_PUBLIC_URL = env_url("WEBPROF_PUBLIC_URL", default_public_url())
 
 
-# ---- Targeted traces (issue 5): limits the server enforces before asking a collector ----
+# ---- Targeted traces: limits the server enforces before asking a collector ----
 # The collector checks again with its own limits; these are the site's policy.
 WEBPROF_TRACE_MAX_PER_HOST = env_int("WEBPROF_TRACE_MAX_PER_HOST", 2, 1, 64)
 WEBPROF_TRACE_MAX_DURATION_S = env_int("WEBPROF_TRACE_MAX_DURATION_S", 3600, 1, 86_400)

@@ -1,4 +1,4 @@
-"""One trace of every kind through the HTTP API, end to end (issue 5 §6 "API").
+"""One trace of every kind through the HTTP API with a Bearer token, end to end.
 
 Real parts only: daphne, a ``webprof collect`` process (root + bcc), an API
 token made with ``webprof token create`` and compiled workloads whose

@@ -1,4 +1,4 @@
-"""A function-latency trace started from the browser, end to end (issue 5 §6).
+"""A function-latency trace started from the browser, end to end.
 
 Real parts only: daphne, a ``webprof collect`` process (root + bcc), headless
 Chromium and a compiled workload whose function takes a known time per call:

@@ -1,4 +1,4 @@
-"""Cancel and clean-up of targeted traces, end to end (issue 5 §6).
+"""Cancel and clean-up of targeted traces, end to end.
 
 Real parts only: a daphne of the test's own (so it can be killed), a
 ``webprof collect`` process running the live ``cpu`` and ``syscall``
