@@ -189,6 +189,9 @@ class CollectorConsumer(RefusingConsumer):
             await self.refuse("bad_host", f"host name must be 1..{MAX_HOST_NAME} characters")
             return
         self.host = hello.host
+        # Traces stored as running that no connection of this process runs are
+        # failed before the host shows as connected, so nobody sees them running.
+        await get_broker().fail_stale(hello.host)
         # The database row and group first, the hub last: a browser that sees
         # the host in the hub must not then receive this connect's broadcast
         # late (the broadcast follows at once, with no database wait between).
@@ -197,7 +200,6 @@ class CollectorConsumer(RefusingConsumer):
         await self.channel_layer.group_add(group_name(hello.host, "collector"), self.channel_name)
         await call(get_hub().collector_connected, hello)
         get_broker().collector_connected(hello.host, self.channel_name)
-        await get_broker().fail_stale(hello.host)
         log.info("collector %s connected from %s", hello.host, peer(self.scope))
         await self.broadcast_status()
         # The stored selection and options, only when the collector may run
