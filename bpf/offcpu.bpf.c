@@ -24,7 +24,10 @@
  *                                    and in which set a thread went off CPU.
  *   wakers    hash[START_SIZE]       (OFFWAKE) wakee tid -> struct waker_t.
  *   counts0/1 hash[COUNTS_SIZE]      struct key_t -> u64 microseconds blocked
- *                                    (offcpu 28-byte key, offwake 56 bytes).
+ *                                    (offcpu 32-byte key: tgid, user and
+ *                                    kernel stack ids, slot, comm; offwake
+ *                                    60 bytes: the waker's tgid, stack ids
+ *                                    and comm follow).
  *   stacks0/1 stack_trace[STACK_STORAGE_SIZE]  id -> 127 u64 addresses.
  *   health    percpu_array[H_MAX]    running totals since load; user space
  *                                    reports differences and never resets.
@@ -35,6 +38,22 @@
  *   time is summed per key in the kernel and stacks are deduplicated by the
  *   stack maps, so a drain moves one entry per distinct stack.
  *
+ * SUB-SECOND TIME: THE SLOT IN THE KEY
+ *   key.slot = bpf_ktime_get_ns() / SLOT_NS at switch-IN, the absolute
+ *   CLOCK_MONOTONIC window (20 ms by default) in which the block ENDED: that
+ *   is where its time is accounted, so a recorded session's heatmap shows
+ *   blocked time per window and a range flame graph can be cut to 20 ms.
+ *   The whole block lands in its end window, however long it lasted.  A
+ *   stack that stops blocking in k windows of an interval takes k entries
+ *   instead of one: at most one extra entry per (stack, window) with
+ *   blocked time, and never more entries than blocks.  Stack ids are still
+ *   stored once (the stack maps hold ids, not slots), and user space
+ *   symbolizes each stack once per drain however many slots it spans.
+ *   COUNTS_SIZE bounds it: an insert into a full counts map drops that
+ *   block and counts it in H_COUNTS_FULL (reported as counts_map_full),
+ *   never silently.  The u32 wraps after 2^32 windows (2.7 years of uptime
+ *   at 20 ms); user space maps slots to each interval's wall-clock windows.
+ *
  * DOUBLE BUFFERING, AND BLOCKS THAT SPAN A DRAIN
  *   A thread's stacks are stored in the set active at its switch-out, and its
  *   blocked time is added to that same set's counts at switch-in, so a key
@@ -43,10 +62,16 @@
  *   `wakers`) first to learn which of the old set's stack ids threads still
  *   blocked will need, then takes the old set's counts and deletes only the
  *   stack ids no pending thread refers to.  A thread that blocked before the
- *   flip and wakes after it adds to the old set's counts, read at that set's
- *   next drain: long blocks show up late, never lost and never pointing to a
- *   freed stack.  (An increment racing the very lookup-and-delete of its key
- *   can be lost; that window is a few instructions wide.)
+ *   flip and wakes after it adds to its start set's counts, never lost and
+ *   never pointing to a freed stack.  When that set is the old one, the
+ *   entry is read at the old set's next drain, one interval late; so that
+ *   its slot still lands in the interval it ended in, each drain also takes,
+ *   from the set that just became active, the entries whose slot ended
+ *   before the flip (no program writes those any more), reads their stacks
+ *   there and frees those ids at that set's own drain.  Only blocks ending in
+ *   the slot of a flip still arrive one interval late, in its first window.
+ *   (An increment racing the very lookup-and-delete of its key can be lost;
+ *   that window is a few instructions wide.)
  *
  * USER THREADS ONLY (the default; -DALL_THREADS turns it off)
  *   A kernel thread has no user memory, so get_stackid(BPF_F_USER_STACK)
@@ -76,7 +101,8 @@
  *   FILTER_TGID, FILTER_CGROUP, FILTER_COMM_LO/HI (the blocked task's
  *   process, cgroup v2 or name, tested at switch-out where it is current:
  *   see target.h), MIN_BLOCK_NS, MAX_BLOCK_NS, ALL_THREADS, OFFWAKE,
- *   START_SIZE, COUNTS_SIZE, STACK_STORAGE_SIZE.
+ *   START_SIZE, COUNTS_SIZE, STACK_STORAGE_SIZE, SLOT_NS (width of a time
+ *   window in nanoseconds).
  *
  * KERNEL FEATURES
  *   Tracepoint programs, bpf_get_stackid from tracepoints (4.9+), per-CPU
@@ -96,6 +122,9 @@
 #endif
 #ifndef MIN_BLOCK_NS
 #define MIN_BLOCK_NS 1000
+#endif
+#ifndef SLOT_NS
+#define SLOT_NS 20000000ULL
 #endif
 
 #define COMM_LEN 16
@@ -131,10 +160,13 @@ struct waker_t {
     char comm[COMM_LEN];
 };
 
+/* Every field at its natural alignment, so no padding: hash keys compare as
+ * bytes and user space unpacks "<IiiI16s" (offwake: "<IiiI16sIii16s"). */
 struct key_t {
     u32 tgid;
     s32 user_stack_id;
     s32 kernel_stack_id;
+    u32 slot;  /* switch-in time / SLOT_NS: see SUB-SECOND TIME */
     char comm[COMM_LEN];
 #ifdef OFFWAKE
     u32 waker_tgid;
@@ -261,13 +293,15 @@ static __always_inline void switch_in(u32 tid)
 {
     struct start_t *entry = start.lookup(&tid);
     struct key_t key = {};
-    u64 delta_ns;
+    u64 now_ns, delta_ns;
     u32 set;
 
     if (!entry)
         return;
-    delta_ns = bpf_ktime_get_ns() - entry->ts_ns;
+    now_ns = bpf_ktime_get_ns();
+    delta_ns = now_ns - entry->ts_ns;
     key.tgid = entry->tgid;
+    key.slot = (u32)(now_ns / (u64)(SLOT_NS));
     key.user_stack_id = entry->user_stack_id;
     key.kernel_stack_id = entry->kernel_stack_id;
     __builtin_memcpy(key.comm, entry->comm, COMM_LEN);

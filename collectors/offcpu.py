@@ -11,6 +11,12 @@ Kind "offcpu" keys blocked time by (process, user stack, kernel stack);
 "offwake" (the same program built with -DOFFWAKE) adds the waker's stacks.
 See the header of bpf/offcpu.bpf.c for why the drain reads the pending
 ``start`` entries before it frees any stack id.
+
+Sub-second time: the kernel counts blocked time per absolute CLOCK_MONOTONIC
+window of ``slot_ms`` in which each block ended (the key's ``slot``).  The
+drain maps those slots to the message's windows, numbered from the interval's
+wall-clock ``start_ms``, names each stack key once, and sends one stacks
+entry per merged stack with its microseconds per window in ``slots``.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import time
 from pathlib import Path
 
 from collectors import bcc_env, record
+from collectors.cpu import _wall_minus_mono_ns
 from collectors.maps import (
     BatchUnsupported,
     StackReader,
@@ -34,12 +41,14 @@ from collectors.maps import (
 )
 from collectors.symbols import Symbolizer
 from collectors.target import target_cflags
-from webprof.core.protocol import HEALTH_KEYS, WAKER_SEPARATOR, ProfileDelta
+from webprof.core.protocol import DEFAULT_SLOT_MS, HEALTH_KEYS, WAKER_SEPARATOR, ProfileDelta
 
 BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "offcpu.bpf.c"
 KINDS = ("offcpu", "offwake")
-KEY = struct.Struct("<Iii16s")  # struct key_t without OFFWAKE
-WAKE_KEY = struct.Struct("<Iii16sIii16s")  # struct key_t with OFFWAKE
+# struct key_t: tgid, user id, kernel id, monotonic slot, comm (+ the waker's
+# tgid, user id, kernel id, comm with OFFWAKE).
+KEY = struct.Struct("<IiiI16s")
+WAKE_KEY = struct.Struct("<IiiI16sIii16s")
 START = struct.Struct("<QIIii16s")  # struct start_t: ts_ns, tgid, set, user, kernel, comm
 WAKER = struct.Struct("<IIii16s")  # struct waker_t: tgid, set, user, kernel, comm
 # Order of enum health_index in offcpu.bpf.c, mapped to protocol HEALTH_KEYS
@@ -57,9 +66,12 @@ class OffCpuCollector:
                  user_threads_only: bool = True, interval_ms: int = 1000, *,
                  host: str | None = None, counts_size: int = 40960,
                  stack_storage_size: int = 16384, start_size: int = 65536,
-                 cgroup_id: int | None = None, target_comm: str | None = None) -> None:
+                 cgroup_id: int | None = None, target_comm: str | None = None,
+                 slot_ms: int = DEFAULT_SLOT_MS) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+        if not 1 <= slot_ms <= 1000:
+            raise ValueError(f"slot_ms must be 1..1000, not {slot_ms}")
         if max_block_us is not None and max_block_us < min_block_us:
             raise ValueError("max_block_us is below min_block_us")
         self.kind = kind
@@ -74,6 +86,7 @@ class OffCpuCollector:
         self.host = host or socket.gethostname()
         self.counts_size, self.stack_storage_size = counts_size, stack_storage_size
         self.start_size = start_size
+        self.slot_ms = slot_ms
         self.symbolizer = Symbolizer()
         self.seq = 0
         self._key = WAKE_KEY if kind == "offwake" else KEY
@@ -84,13 +97,16 @@ class OffCpuCollector:
         self._batch_ok = True
         self._last_purge = 0.0
         self._known_tgids: set[int] = set()
+        # Stack ids of late entries (see _take_late), freed at their set's drain.
+        self._late_ids: list[set[int]] = [set(), set()]
 
     # -- lifecycle ----------------------------------------------------------
     def cflags(self) -> list[str]:
         flags = [f"-DCOUNTS_SIZE={int(self.counts_size)}",
                  f"-DSTACK_STORAGE_SIZE={int(self.stack_storage_size)}",
                  f"-DSTART_SIZE={int(self.start_size)}",
-                 f"-DMIN_BLOCK_NS={int(self.min_block_us) * 1000}"]
+                 f"-DMIN_BLOCK_NS={int(self.min_block_us) * 1000}",
+                 f"-DSLOT_NS={int(self.slot_ms) * 1_000_000}"]
         if self.max_block_us is not None:
             flags.append(f"-DMAX_BLOCK_NS={int(self.max_block_us) * 1000}")
         flags += target_cflags(self.pid, self.cgroup_id, self.target_comm)
@@ -125,18 +141,25 @@ class OffCpuCollector:
         bpf = self._require()
         old = self._set
         now = _now_ms()
+        flip_mono_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         self._set = bcc_env.flip_set(bpf, old)
+        wall_minus_mono_ns = _wall_minus_mono_ns()
         pending = self._pending_stack_ids(old)  # before the counts: see the BPF header
         table = bpf[f"counts{old}".encode()]
         counts = [(self._key.unpack(k), us) for k, us in self._take_counts(table)]
+        late, late_stacks = self._take_late(self._set, flip_mono_ns)
         health = self._health_delta()
-        stacks = self._take_stacks(old, counts, pending, health)
-        rows, unknown, filtered = self._merge(counts, stacks)
+        groups = [(counts, self._take_stacks(old, counts, pending, health)),
+                  (late, late_stacks)]
+        interval_ms = max(now - self._start_ms, 0)
+        window = slot_windows({key[3] for key, _ in counts + late}, self._start_ms,
+                              interval_ms, self.slot_ms, wall_minus_mono_ns)
+        rows, unknown, filtered, keys = self._merge(groups, window)
         health["filtered"] += filtered
-        health["stacks"] = len(counts)
+        health["stacks"] = keys
         health["unknown_symbols"] = unknown
         self.seq += 1
-        delta = _encode(self, rows, health, now)
+        delta = _encode(self, rows, health, interval_ms)
         self._start_ms = now
         self.symbolizer.expire()
         return delta
@@ -178,16 +201,50 @@ class OffCpuCollector:
 
     def _take_stacks(self, set_index: int, counts: list, pending: set[int],
                      health: dict[str, int]) -> dict[int, tuple[int, ...]]:
-        """Read the stacks ``counts`` name, then free every id no pending thread needs."""
+        """Read the stacks ``counts`` name, then free every id no pending thread
+        needs, with the ids of late entries taken from this set while it was active."""
         fd = self._require()[f"stacks{set_index}".encode()].map_fd
         reader = StackReader(fd)
         ids = {i for key, _ in counts for i in _stack_ids(key) if i >= 0}
         stacks = reader.read(ids)
+        ids |= self._late_ids[set_index]
+        self._late_ids[set_index] = set()
         if health["counts_map_full"] or health["stack_map_full"]:
             # Ids whose count was dropped have no key: sweep the whole set.
             ids = {struct.unpack("<I", k)[0] for k in all_keys(fd, 4)}
         reader.delete(ids - pending)
         return stacks
+
+    def _take_late(self, set_index: int, flip_mono_ns: int
+                   ) -> tuple[list[tuple[tuple, int]], dict[int, tuple[int, ...]]]:
+        """Entries of the active set whose slot ended before the flip, and their stacks.
+
+        They are blocks that began in this set before the previous drain and
+        ended while the other set was active (see the BPF header): taken now,
+        they land in the interval they ended in instead of one interval late.
+        No program writes a slot that has ended, so lookup then delete cannot
+        race; the stack ids stay (new blocks may share them) and are freed at
+        this set's own drain.
+        """
+        from bcc.libbcc import lib
+
+        bpf = self._require()
+        fd = bpf[f"counts{set_index}".encode()].map_fd
+        flip_slot = (flip_mono_ns // (self.slot_ms * 1_000_000)) & 0xFFFFFFFF
+        value = ct.c_uint64()
+        late = []
+        for raw in set(all_keys(fd, self._key.size)):
+            key = self._key.unpack(raw)
+            if not 0 < (flip_slot - key[3]) & 0xFFFFFFFF < 1 << 31:  # u32 slots wrap
+                continue
+            buf = ct.create_string_buffer(raw, len(raw))
+            if lib.bpf_lookup_elem(fd, buf, ct.byref(value)) == 0 and value.value:
+                late.append((key, value.value))
+            lib.bpf_delete_elem(fd, buf)
+        ids = {i for key, _ in late for i in _stack_ids(key) if i >= 0}
+        self._late_ids[set_index] |= ids
+        stacks = StackReader(bpf[f"stacks{set_index}".encode()].map_fd).read(ids)
+        return late, stacks
 
     def _health_delta(self) -> dict[str, int]:
         table = self._require()[b"health"]
@@ -205,28 +262,53 @@ class OffCpuCollector:
         names = [n or "switches" for n in KERNEL_HEALTH]
         return {n: int(table.sum(table.Key(i)).value) for i, n in enumerate(names)}
 
-    def _merge(self, counts: list, stacks: dict[int, tuple[int, ...]]):
-        """(pid, comm, frames) -> us, identical names merged; unknown frames; keys
-        dropped by the comm filter."""
-        merged: dict[tuple, int] = {}
-        unknown = filtered = 0
-        for key, us in counts:
-            comm = _comm(key[3])
-            if self.comm is not None and self.comm not in comm:
-                filtered += 1
-                continue
-            if us <= 0:
-                continue
-            frames = self._frames(key[0], key[1], key[2], stacks)
-            if self.kind == "offwake":
-                waker = self._frames(key[4], key[5], key[6], stacks)
-                waker.reverse()  # innermost first: the waker sits above the blocked stack
-                if waker or key[7][:1] != b"\0":  # no waker seen (e.g. preempted): none
-                    frames += [WAKER_SEPARATOR, *waker, _comm(key[7])]
-            unknown += sum(1 for f in frames if f.startswith("[unknown]"))
-            k = (key[0], comm, tuple(frames))
-            merged[k] = merged.get(k, 0) + us
-        return merged, unknown, filtered
+    def _merge(self, groups: list[tuple[list, dict[int, tuple[int, ...]]]],
+               window: dict[int, int]) -> tuple[dict[tuple, dict[int, int]], int, int, int]:
+        """(pid, comm, frames) -> {window: us}, identical names merged; unknown
+        frames; stack keys dropped by the comm filter; stack keys drained.
+
+        ``groups`` pairs counts with the stacks their ids name (the drained set,
+        and the late entries of the active one).  The kernel key holds the slot,
+        so a stack arrives once per window it stopped blocking in: each stack
+        key (the kernel key without its slot) is named once per group.
+        """
+        merged: dict[tuple, dict[int, int]] = {}
+        unknown = filtered = keys = 0
+        for counts, stacks in groups:
+            resolved: dict[tuple, dict[int, int] | None] = {}  # None: filtered by comm
+            for key, us in counts:
+                stack_key = key[:3] + key[4:]
+                if stack_key not in resolved:
+                    named = self._name(key, stacks)
+                    per_window = None if named is None else merged.get(named[0])
+                    if named is None:
+                        filtered += 1
+                    elif per_window is None:
+                        per_window = merged[named[0]] = {}
+                        unknown += named[1]
+                    resolved[stack_key] = per_window
+                per_window = resolved[stack_key]
+                if per_window is not None and us > 0:
+                    w = window[key[3]]
+                    per_window[w] = per_window.get(w, 0) + us
+            keys += len(resolved)
+        # A stack whose entries were all 0 us (min_block_us=0) is not sent.
+        return {k: v for k, v in merged.items() if v}, unknown, filtered, keys
+
+    def _name(self, key: tuple, stacks: dict[int, tuple[int, ...]]) -> tuple[tuple, int] | None:
+        """((pid, comm, frames), unknown frames) of one kernel key; None when the
+        comm filter drops it."""
+        comm = _comm(key[4])
+        if self.comm is not None and self.comm not in comm:
+            return None
+        frames = self._frames(key[0], key[1], key[2], stacks)
+        if self.kind == "offwake":
+            waker = self._frames(key[5], key[6], key[7], stacks)
+            waker.reverse()  # innermost first: the waker sits above the blocked stack
+            if waker or key[8][:1] != b"\0":  # no waker seen (e.g. preempted): none
+                frames += [WAKER_SEPARATOR, *waker, _comm(key[8])]
+        unknown = sum(1 for f in frames if f.startswith("[unknown]"))
+        return (key[0], comm, tuple(frames)), unknown
 
     def _frames(self, tgid: int, user_id: int, kernel_id: int,
                 stacks: dict[int, tuple[int, ...]]) -> list[str]:
@@ -239,7 +321,25 @@ class OffCpuCollector:
 
 
 def _stack_ids(key: tuple) -> tuple[int, ...]:
-    return (key[1], key[2], key[5], key[6]) if len(key) > 4 else (key[1], key[2])
+    return (key[1], key[2], key[6], key[7]) if len(key) > 5 else (key[1], key[2])
+
+
+def slot_windows(slots: set[int], start_ms: int, interval_ms: int, slot_ms: int,
+                 wall_minus_mono_ns: int) -> dict[int, int]:
+    """Monotonic slot number -> window of the message, counted from ``start_ms``.
+
+    A kernel slot spans [s * slot_ms, (s + 1) * slot_ms) of CLOCK_MONOTONIC;
+    its middle, moved to the wall clock, picks the window, so a block's end
+    lands at most half a slot from its true window.  Slots outside the
+    interval are clamped to its first or last window: blocks that ended
+    between the drain's clock reading and its set flip, or in the slot of the
+    previous flip in the other set (see :meth:`OffCpuCollector._take_late`).
+    """
+    slot_ns = slot_ms * 1_000_000
+    start_mono_ns = start_ms * 1_000_000 - wall_minus_mono_ns
+    last = max(1, -(-interval_ms // slot_ms)) - 1
+    return {s: min(max((s * slot_ns + slot_ns // 2 - start_mono_ns) // slot_ns, 0), last)
+            for s in slots}
 
 
 def _read_hash(table, value: struct.Struct):
@@ -254,18 +354,23 @@ def _read_hash(table, value: struct.Struct):
             yield key.value, value.unpack(buf.raw)
 
 
-def _encode(collector: OffCpuCollector, merged: dict[tuple, int], health: dict[str, int],
-            now_ms: int) -> ProfileDelta:
+def _encode(collector: OffCpuCollector, merged: dict[tuple, dict[int, int]],
+            health: dict[str, int], interval_ms: int) -> ProfileDelta:
+    """The message: one stacks entry per merged stack, its windows beside it."""
     index: dict[str, int] = {}
-    rows = []
-    for (pid, comm, frames), us in merged.items():
-        row = [pid, index.setdefault(comm, len(index)), us]
+    rows, slot_rows = [], []
+    for (pid, comm, frames), per_window in merged.items():
+        pairs: list[int] = []
+        for w in sorted(per_window):
+            pairs += (w, per_window[w])
+        row = [pid, index.setdefault(comm, len(index)), sum(per_window.values())]
         row += [index.setdefault(f, len(index)) for f in frames]
         rows.append(row)
+        slot_rows.append(pairs)
     return ProfileDelta(host=collector.host, kind=collector.kind, seq=collector.seq,
-                        start_ms=collector._start_ms,
-                        interval_ms=max(now_ms - collector._start_ms, 0), frequency_hz=0,
-                        strings=list(index), stacks=rows, health=health)
+                        start_ms=collector._start_ms, interval_ms=interval_ms, frequency_hz=0,
+                        strings=list(index), stacks=rows, health=health,
+                        slot_ms=collector.slot_ms, slots=slot_rows)
 
 
 def _comm(raw: bytes) -> str:

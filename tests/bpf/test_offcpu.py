@@ -5,6 +5,10 @@ feeder thread answers 20 ms after being asked) and 10 ms in nap() per round:
 2/3 and 1/3 of its blocked time by design.  The program also measures its own
 blocked time per function; the collector's shares must be within 5 points of
 those, through the right stacks, and the pipe read's waker must be feed().
+
+sleep_phases alternates 400 ms of 10 ms sleeps in sleep_a with the same in
+sleep_b and prints each phase's wall-clock span: the time slots of the deltas
+must put each function's blocked time in its own phases.
 """
 
 from __future__ import annotations
@@ -17,12 +21,20 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_bpf
-from webprof.core.protocol import HEALTH_KEYS, WAKER_SEPARATOR, decode, encode
+from webprof.core.protocol import (
+    DEFAULT_SLOT_MS,
+    HEALTH_KEYS,
+    WAKER_SEPARATOR,
+    ProfileDelta,
+    decode,
+    encode,
+)
 
 pytestmark = pytest.mark.bpf
 
 WEBPROF = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "webprof")
 SOURCE = Path(__file__).parent / "workloads" / "offcpu_split.c"
+PHASES_SOURCE = Path(__file__).parent / "workloads" / "sleep_phases.c"
 PATHS = {"wait_for_feeder": ["worker_loop", "wait_for_feeder"], "nap": ["worker_loop", "nap"]}
 DESIGN = {"wait_for_feeder": 2 / 3, "nap": 1 / 3}
 
@@ -38,6 +50,14 @@ def offcpu_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("workloads") / "offcpu_split"
     subprocess.run(["gcc", "-O0", "-fno-omit-frame-pointer", "-fno-inline", "-pthread",
                     "-Wall", "-o", str(out), str(SOURCE)], check=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sleep_phases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("workloads") / "sleep_phases"
+    subprocess.run(["gcc", "-O0", "-fno-omit-frame-pointer", "-fno-inline", "-Wall",
+                    "-o", str(out), str(PHASES_SOURCE)], check=True)
     return out
 
 
@@ -187,3 +207,98 @@ def test_record_without_privileges_says_what_is_missing() -> None:
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "CAP_BPF" in proc.stderr
     assert proc.stdout == ""
+
+
+def run_phases(workload: Path, cycles: int, phase_ms: int = 400, nap_ms: int = 10, **options
+               ) -> tuple[list[tuple[str, float, float, int]], list[ProfileDelta]]:
+    """Attach first, then let the workload start its phases: every phase is seen.
+    Returns the phases (name, start ms, end ms, blocked us) and the deltas."""
+    from collectors.offcpu import OffCpuCollector
+
+    proc = subprocess.Popen([str(workload), str(cycles), str(phase_ms), str(nap_ms)],
+                            stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    deltas = []
+    try:
+        with OffCpuCollector(pid=proc.pid, **options) as off:
+            proc.stdin.write("go\n")
+            proc.stdin.close()
+            while proc.poll() is None:
+                time.sleep(1)
+                deltas.append(off.drain())
+            deltas.append(off.drain())
+            time.sleep(0.05)
+            deltas.append(off.drain())  # blocks that began in the other set
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with proc.stdout:
+        out = proc.stdout.read()
+    assert proc.wait(timeout=10) == 0
+    phases = [(name, int(start) / 1000, int(end) / 1000, int(blocked))
+              for name, start, end, blocked in (line.split() for line in out.splitlines())]
+    assert len(phases) == 2 * cycles, out
+    return phases, deltas
+
+
+def timed_weights(deltas: list[ProfileDelta], function: str) -> list[tuple[int, int]]:
+    """(wall-clock start ms of a slot, us) of every stack through ``function``,
+    after checking each delta's slots against its stacks."""
+    out = []
+    for delta in deltas:
+        assert decode(encode(delta)) == delta
+        assert delta.slot_ms == DEFAULT_SLOT_MS and len(delta.slots) == len(delta.stacks)
+        for (_pid, _comm, frames, us), pairs in zip(delta.iter_stacks(), delta.slots,
+                                                   strict=True):
+            assert sum(pairs[1::2]) == us, (pairs, us)
+            if function in frames:
+                out += [(delta.start_ms + slot * delta.slot_ms, w)
+                        for slot, w in zip(pairs[::2], pairs[1::2], strict=True)]
+    return out
+
+
+def test_slots_put_blocked_time_in_its_phase(sleep_phases: Path) -> None:
+    phases, deltas = run_phases(sleep_phases, 4)
+    margin = DEFAULT_SLOT_MS
+    for fn in ("sleep_a", "sleep_b"):
+        spans = [(start, end, blocked) for name, start, end, blocked in phases if name == fn]
+        weights = timed_weights(deltas, fn)
+        total = sum(w for _, w in weights)
+        truth = sum(blocked for *_, blocked in spans)
+        assert 0.9 * truth <= total <= 1.05 * truth, (fn, total, truth)
+
+        def overlaps(t: int, a: float, b: float) -> bool:
+            return t < b + margin and t + DEFAULT_SLOT_MS > a - margin
+
+        inside = sum(w for t, w in weights if any(overlaps(t, a, b) for a, b, _ in spans))
+        assert inside >= 0.9 * total, (fn, inside, total)
+        # Each 400 ms phase gets its own blocked time, spread over its ~20 slots.
+        for a, b, blocked in spans:
+            here = sum(w for t, w in weights if overlaps(t, a, b))
+            assert here >= 0.8 * blocked, (fn, a, b, here, blocked)
+        assert len({t for t, _ in weights}) >= 4 * 15, weights
+
+
+def test_blocks_spanning_a_drain_land_where_they_ended(sleep_phases: Path) -> None:
+    # One 1.1 s sleep per phase, drains every 1 s: most blocks start in one
+    # map set and end while the other is active, and must still be reported
+    # in the interval and window they ended in, not the next interval's first.
+    phases, deltas = run_phases(sleep_phases, 2, phase_ms=1100, nap_ms=1100)
+    for fn in ("sleep_a", "sleep_b"):
+        weights = timed_weights(deltas, fn)
+        for _name, _start, end, blocked in (p for p in phases if p[0] == fn):
+            # A window is at most half a slot from the true one (see slot_windows).
+            here = sum(w for t, w in weights
+                       if end - 2 * DEFAULT_SLOT_MS <= t <= end + DEFAULT_SLOT_MS)
+            assert here >= 0.95 * blocked, (fn, end, blocked, weights)
+
+
+def test_full_counts_map_is_counted(sleep_phases: Path) -> None:
+    # Each slot of each stack takes an entry: 4 entries fill within 100 ms.
+    phases, deltas = run_phases(sleep_phases, 2, counts_size=4)
+    full = sum(d.health["counts_map_full"] for d in deltas)
+    assert full > 20, [d.health for d in deltas]
+    for fn in ("sleep_a", "sleep_b"):
+        recorded = sum(w for _, w in timed_weights(deltas, fn))
+        truth = sum(blocked for name, *_, blocked in phases if name == fn)
+        assert recorded < 0.8 * truth, (fn, recorded, truth)
