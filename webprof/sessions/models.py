@@ -10,8 +10,6 @@ ranges read few rows.  The packed layout of chunks is in
 
 from __future__ import annotations
 
-import hashlib
-
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -119,11 +117,6 @@ class LatencyChunk(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["session", "kind", "start_ms"])]
-
-
-def token_digest(token: str) -> str:
-    """Share tokens are stored hashed: a leaked database does not leak links."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 class ShareLink(models.Model):

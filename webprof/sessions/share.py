@@ -13,8 +13,8 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from ..core.tokens import url_token
-from .models import Session, ShareLink, token_digest
+from ..core.tokens import token_digest, url_token
+from .models import Session, ShareLink
 
 TOKEN_BYTES = 32
 MAX_EXPIRY = timedelta(days=366)

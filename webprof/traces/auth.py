@@ -14,7 +14,6 @@ call :func:`csrf_failure` themselves for the cookie case.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -25,7 +24,7 @@ from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 
-from ..core.tokens import url_token
+from ..core.tokens import token_digest, url_token
 from .models import ApiToken, AuditEntry
 
 TOKEN_BYTES = 32
@@ -50,10 +49,6 @@ class Caller:
         return self.token.prefix if self.token else ""
 
 
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
 def new_token() -> str:
     """A fresh token; never one starting with '-' (see core.tokens)."""
     return url_token(TOKEN_BYTES)
@@ -70,7 +65,7 @@ def create_token(username: str, name: str = "") -> tuple[str, ApiToken]:
     if len(name) > 100:
         raise TokenError("the token's name must be at most 100 characters")
     token = new_token()
-    row = ApiToken.objects.create(user=user, name=name, digest=digest(token),
+    row = ApiToken.objects.create(user=user, name=name, digest=token_digest(token),
                                   prefix=token[:PREFIX_CHARS])
     AuditEntry.record("token_create", user=user, token=row,
                       detail=f"token {row.prefix} {name!r} for {username}".strip())
@@ -85,7 +80,7 @@ def find_token(token_or_prefix: str) -> ApiToken:
         if len(rows) > 1:
             raise TokenError(f"several active tokens start with {text!r}; give the whole token")
     else:
-        rows = list(ApiToken.objects.filter(digest=digest(text), revoked__isnull=True))
+        rows = list(ApiToken.objects.filter(digest=token_digest(text), revoked__isnull=True))
     if not rows:
         raise TokenError("no active token matches (see `webprof token list`)")
     return rows[0]
@@ -103,7 +98,7 @@ def revoke_token(token_or_prefix: str, by: Any = None) -> ApiToken:
 def resolve_token(token: str) -> ApiToken | None:
     """The active token with this text and an active user, else None."""
     row = (ApiToken.objects.select_related("user")
-           .filter(digest=digest(token), revoked__isnull=True).first())
+           .filter(digest=token_digest(token), revoked__isnull=True).first())
     if row is None or not row.user.is_active:
         return None
     now = timezone.now()
