@@ -4,6 +4,8 @@
 //
 // Errors come back as {"errors": {field: message}} and are shown next to the
 // field they belong to.  window.webprofRecord exposes the state for tests.
+import { fmtBytes, fmtClock } from "./format.js";
+
 (function () {
   "use strict";
   const root = document.getElementById("record");
@@ -15,17 +17,6 @@
 
   const csrf = () => root.querySelector("[name=csrfmiddlewaretoken]").value;
   const pad = (n) => String(n).padStart(2, "0");
-  const fmtDur = (ms) => {
-    const s = Math.round(ms / 1000);
-    return s < 3600 ? `${Math.floor(s / 60)}:${pad(s % 60)}`
-      : `${Math.floor(s / 3600)}:${pad(Math.floor(s / 60) % 60)}:${pad(s % 60)}`;
-  };
-  const fmtBytes = (n) => {
-    const units = ["B", "KiB", "MiB", "GiB"];
-    let i = 0;
-    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-    return i ? `${n.toFixed(1)} ${units[i]}` : `${n} B`;
-  };
 
   function defaultName() {
     const d = new Date();
@@ -89,9 +80,9 @@
     } else {
       bar.removeAttribute("value"); // indeterminate: until stopped
     }
-    const left = s.remaining_ms != null && s.planned_ms ? `, ${fmtDur(s.remaining_ms)} left` : "";
+    const left = s.remaining_ms != null && s.planned_ms ? `, ${fmtClock(s.remaining_ms)} left` : "";
     const what = s.state === "finishing" ? "finishing" : "recording";
-    $("record-text").textContent = `● ${what} ${fmtDur(s.elapsed_ms)}${left} · `
+    $("record-text").textContent = `● ${what} ${fmtClock(s.elapsed_ms)}${left} · `
       + `${s.intervals} interval${s.intervals === 1 ? "" : "s"}, ${fmtBytes(s.size_bytes)}`
       + (s.errors ? ` · ${s.errors} not saved` : "");
   }
@@ -104,7 +95,7 @@
     link.href = state.url;
     link.textContent = s.name;
     $("record-summary").textContent = `${s.state === "interrupted" ? "interrupted · " : ""}`
-      + `${fmtDur(s.elapsed_ms)}, ${s.intervals} intervals, ${fmtBytes(s.size_bytes)}`;
+      + `${fmtClock(s.elapsed_ms)}, ${s.intervals} intervals, ${fmtBytes(s.size_bytes)}`;
     $("record-done").hidden = false;
   }
 

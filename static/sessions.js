@@ -1,15 +1,11 @@
 // Session pages: start times in the browser's local time, recording rows
 // of the list kept live (status polled once a second until they end), and
 // the copy button of a new share link.
+import { fmtBytes } from "./format.js";
+
 (function () {
   "use strict";
   const POLL_MS = 1000;
-  const fmtBytes = (n) => {
-    const units = ["B", "KiB", "MiB", "GiB"];
-    let i = 0;
-    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-    return i ? `${n.toFixed(1)} ${units[i]}` : `${n} B`;
-  };
   const fmtDur = (ms) => {
     const s = Math.floor(ms / 1000);
     if (s < 60) return `${(ms / 1000).toFixed(1)} s`;

@@ -12,8 +12,10 @@
 
 import { fmtUs } from "./flamegraph.js";
 import { FlamePanel } from "./flamepanel.js";
+import { fmtClock } from "./format.js";
 import { decodeWire } from "./flametree.js";
 import { fmtShort, percentile, rowLabel, rowOf, rowRange } from "./heatmap.js";
+import { csrfToken, request } from "./http.js";
 
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 1000;
@@ -26,29 +28,8 @@ const MAX_BARS_SERIES = 8; // "each series" draws at most this many, the busiest
 const CONFIG = { displayModeBar: false, responsive: true };
 const EACH = "\u0000each"; // the series option that shows every series side by side
 
-const pad = (n) => String(n).padStart(2, "0");
-function fmtClock(ms) {
-  const s = Math.max(0, Math.round(ms / 1000));
-  return s < 3600 ? `${Math.floor(s / 60)}:${pad(s % 60)}`
-    : `${Math.floor(s / 3600)}:${pad(Math.floor(s / 60) % 60)}:${pad(s % 60)}`;
-}
 const rangeText = (row) => `[${rowRange(row)[0]}, ${rowRange(row)[1]}) µs`;
 const fmtRate = (v) => (v >= 100 ? Math.round(v).toLocaleString() : v.toPrecision(3));
-
-async function request(url, options = {}) {
-  let resp;
-  try {
-    resp = await fetch(url, { credentials: "same-origin", ...options,
-      headers: { Accept: "application/json", ...(options.headers || {}) } });
-  } catch (e) {
-    return { status: 0, data: { error: "the server cannot be reached" } };
-  }
-  let data;
-  try { data = await resp.json(); } catch (e) {
-    data = { error: `the server answered ${resp.status} ${resp.statusText}` };
-  }
-  return { status: resp.status, data };
-}
 
 // Buckets of every interval summed per series: {name: [[low, high, count], ...]}.
 export function sumSeries(intervals) {
@@ -190,7 +171,7 @@ class TracePage {
     if (!t || !window.confirm(`Cancel the trace “${t.name}”? What it collected so far is kept.`)) return;
     $("cancel").disabled = true;
     const res = await request(`${this.api}/cancel`, { method: "POST",
-      headers: { "X-CSRFToken": document.querySelector("[name=csrfmiddlewaretoken]").value } });
+      headers: { "X-CSRFToken": csrfToken() } });
     $("cancel").disabled = false;
     if (res.status === 200) { $("cancel-error").hidden = true; this.show(res.data); return; }
     $("cancel-error").hidden = false;

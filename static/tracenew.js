@@ -10,6 +10,8 @@
 // another kind cannot make the server refuse the request.  The server checks
 // everything again: this page only helps to fill the form in.
 // window.webprofTraceForm exposes the state for tests.
+import { csrfToken, request } from "./http.js";
+
 (function () {
   "use strict";
   const form = document.getElementById("trace-form");
@@ -27,29 +29,6 @@
   window.webprofTraceForm = state;
 
   // ---- requests -------------------------------------------------------------
-  function csrf() {
-    const input = document.querySelector("[name=csrfmiddlewaretoken]");
-    if (input) return input.value;
-    const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return m ? decodeURIComponent(m[1]) : "";
-  }
-
-  // {status, data}; data is the JSON body, or {error} when there was none.
-  async function api(url, options = {}) {
-    let resp;
-    try {
-      resp = await fetch(url, { credentials: "same-origin", ...options,
-        headers: { Accept: "application/json", ...(options.headers || {}) } });
-    } catch (e) {
-      return { status: 0, data: { error: "the server cannot be reached; is it running?" } };
-    }
-    let data;
-    try { data = await resp.json(); } catch (e) {
-      data = { error: `the server answered ${resp.status} ${resp.statusText}` };
-    }
-    return { status: resp.status, data };
-  }
-
   // One sentence for a failed host query: its errors, or its error.
   function failure({ status, data }) {
     if (data.errors) return Object.values(data.errors).join("; ");
@@ -117,7 +96,7 @@
   // Refreshed every HOSTS_MS: a collector that connects after the page
   // opened appears without a reload, and the running counts stay current.
   async function loadHosts() {
-    const res = await api("/api/hosts");
+    const res = await request("/api/hosts");
     setTimeout(loadHosts, HOSTS_MS);
     const sel = $("host");
     if (res.status !== 200) {
@@ -168,7 +147,7 @@
   async function loadProcesses() {
     if (!host()) { $("proc-info").textContent = "choose a host first"; return; }
     $("proc-info").textContent = "loading…";
-    const res = await api(hostUrl("processes"));
+    const res = await request(hostUrl("processes"));
     if (res.status !== 200) { $("proc-info").textContent = failure(res); return; }
     state.processes = res.data.processes;
     renderProcesses();
@@ -268,7 +247,7 @@
 
   async function loadSyscalls() {
     if (cached("syscalls")) return;
-    const res = await api(hostUrl("syscalls"));
+    const res = await request(hostUrl("syscalls"));
     if (res.status !== 200) { showErrors({ syscalls: `syscall list: ${failure(res)}` }); return; }
     state.hostData[host()].syscalls = res.data.syscalls;
     $("syscall-list").replaceChildren(...res.data.syscalls.map((s) => new Option(s, s)));
@@ -278,7 +257,7 @@
     const sel = $("device");
     let devices = cached("devices");
     if (!devices) {
-      const res = await api(hostUrl("devices"));
+      const res = await request(hostUrl("devices"));
       if (res.status !== 200) { showErrors({ device: `device list: ${failure(res)}` }); return; }
       devices = state.hostData[host()].devices = res.data.devices;
     }
@@ -315,7 +294,7 @@
     if (!binary) { $("symbol-info").textContent = "enter the binary's path first"; return; }
     state.symbolQueries += 1;
     const asked = state.symbolQueries;
-    const res = await api(hostUrl("symbols", { binary, prefix }));
+    const res = await request(hostUrl("symbols", { binary, prefix }));
     if (asked !== state.symbolQueries) return; // a newer query is on its way
     if (res.status !== 200) {
       list.replaceChildren();
@@ -347,7 +326,7 @@
     if (kind() !== "usdt") return;
     if (!binary) { sel.replaceChildren(new Option("enter the binary first", "")); return; }
     sel.replaceChildren(new Option("loading…", ""));
-    const res = await api(hostUrl("usdt", { binary }));
+    const res = await request(hostUrl("usdt", { binary }));
     if (res.status !== 200) {
       sel.replaceChildren(new Option("no probes", ""));
       if (res.data.errors?.binary) showErrors({ binary: res.data.errors.binary });
@@ -365,7 +344,7 @@
 
   async function queryTracepoints() {
     const prefix = $("tracepoint").value.trim();
-    const res = await api(hostUrl("tracepoints", { prefix }));
+    const res = await request(hostUrl("tracepoints", { prefix }));
     if (res.status !== 200) { $("tracepoint-info").textContent = failure(res); return; }
     const names = res.data.tracepoints;
     suggest($("tracepoint-suggest"), $("tracepoint"), names, (name) => {
@@ -457,8 +436,8 @@
     state.lastBody = body;
     $("start").disabled = true;
     $("submit-status").textContent = "asking the host's collector…";
-    const res = await api("/api/traces", { method: "POST", body: JSON.stringify(body),
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() } });
+    const res = await request("/api/traces", { method: "POST", body: JSON.stringify(body),
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() } });
     state.lastStatus = res.status;
     $("start").disabled = false;
     $("submit-status").textContent = "";

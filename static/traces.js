@@ -2,6 +2,8 @@
 // refreshed every 2 s while one is active (its state and progress change),
 // else every 15 s (a trace started elsewhere appears).
 // window.webprofTraces exposes the state for tests.
+import { fmtClock } from "./format.js";
+
 (function () {
   "use strict";
   const table = document.getElementById("traces");
@@ -12,12 +14,6 @@
   const IDLE_MS = 15000;
   const state = { traces: [], loads: 0 };
   window.webprofTraces = state;
-  const pad = (n) => String(n).padStart(2, "0");
-  const clock = (ms) => {
-    const s = Math.max(0, Math.round(ms / 1000));
-    return s < 3600 ? `${Math.floor(s / 60)}:${pad(s % 60)}`
-      : `${Math.floor(s / 3600)}:${pad(Math.floor(s / 60) % 60)}:${pad(s % 60)}`;
-  };
 
   function cell(tr, content, cls) {
     const td = document.createElement("td");
@@ -51,7 +47,7 @@
     badge.textContent = t.state;
     const st = cell(tr, badge, "state");
     if (!FINAL.includes(t.state)) {
-      st.append(` ${clock(t.elapsed_ms)} / ${clock(t.duration_s * 1000)}`);
+      st.append(` ${fmtClock(t.elapsed_ms)} / ${fmtClock(t.duration_s * 1000)}`);
     } else if (t.reason) {
       st.title = t.reason;
     }

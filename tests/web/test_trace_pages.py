@@ -152,6 +152,7 @@ def test_nav_link_on_every_page(django_user_model):
 
 
 def test_page_scripts_exist():
-    for name in ("traces.js", "tracenew.js", "tracedetail.js", "traces.css", "flamegraph.js",
-                 "flametree.js", "table.js", "heatmap.js", "vendor/plotly.min.js"):
+    for name in ("traces.js", "tracenew.js", "tracedetail.js", "http.js", "traces.css",
+                 "flamegraph.js", "flametree.js", "table.js", "heatmap.js",
+                 "vendor/plotly.min.js"):
         assert finders.find(name), name
