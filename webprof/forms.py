@@ -24,6 +24,15 @@ BLOCK_US_MAX = 10**12
 THREADS = (("user", "user threads only"), ("all", "all threads, kernel threads too"))
 
 
+def block_us_field(label: str) -> forms.IntegerField:
+    """An optional off-CPU block-time bound in µs; both bounds share limits and messages."""
+    return forms.IntegerField(
+        label=label, required=False, min_value=0, max_value=BLOCK_US_MAX,
+        error_messages={"min_value": "A block time cannot be negative.",
+                        "max_value": f"A block time is at most {BLOCK_US_MAX} µs.",
+                        "invalid": "A block time is a whole number of microseconds."})
+
+
 class CollectorsForm(forms.Form):
     """Collector selection plus CPU frequency and off-CPU filters.
 
@@ -49,16 +58,8 @@ class CollectorsForm(forms.Form):
         label="Process name contains", required=False, max_length=COMM_MAX_BYTES,
         error_messages={"max_length": "A process name has at most 15 characters "
                                       "(the kernel keeps 15 bytes)."})
-    min_block_us = forms.IntegerField(
-        label="Minimum block time (µs)", required=False, min_value=0, max_value=BLOCK_US_MAX,
-        error_messages={"min_value": "A block time cannot be negative.",
-                        "max_value": f"A block time is at most {BLOCK_US_MAX} µs.",
-                        "invalid": "A block time is a whole number of microseconds."})
-    max_block_us = forms.IntegerField(
-        label="Maximum block time (µs)", required=False, min_value=0, max_value=BLOCK_US_MAX,
-        error_messages={"min_value": "A block time cannot be negative.",
-                        "max_value": f"A block time is at most {BLOCK_US_MAX} µs.",
-                        "invalid": "A block time is a whole number of microseconds."})
+    min_block_us = block_us_field("Minimum block time (µs)")
+    max_block_us = block_us_field("Maximum block time (µs)")
     threads = forms.ChoiceField(
         label="Threads", choices=THREADS, required=False, widget=forms.RadioSelect)
 

@@ -118,11 +118,6 @@ class Host(models.Model):
                 or any(getattr(config, k) != getattr(unfiltered, k) for k in FILTERS))
 
     @classmethod
-    def stored_config(cls, name: str) -> CollectorConfig | None:
-        host = cls.objects.filter(name=name).first()
-        return host.collector_config() if host else None
-
-    @classmethod
     def record_seen(cls, name: str, connected: bool) -> None:
         cls.objects.filter(name=name).update(last_seen=timezone.now(), connected=connected)
 
