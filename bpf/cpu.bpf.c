@@ -1,13 +1,30 @@
 /*
- * cpu.bpf.c - on-CPU stack sampling for webprof (loaded by collectors/cpu.py).
+ * cpu.bpf.c - stacks of the current task counted per event, for webprof:
+ * on-CPU sampling (loaded by collectors/cpu.py) and, built with
+ * -DPROBE_COUNT, hits of one probe point (collectors/probecount.py).
  *
- * WHAT IT TRACES
- *   A software perf event (PERF_COUNT_SW_CPU_CLOCK) fires on every CPU at the
- *   sampling frequency; on_cpu_sample() runs in that interrupt and records the
- *   interrupted task's process id, thread name, user stack and kernel stack.
- *   The idle task (pid 0) is skipped, as bcc's profile tool does.
+ * WHAT IT TRACES (one entry point per build)
+ *   on_cpu_sample() (default build): a software perf event
+ *     (PERF_COUNT_SW_CPU_CLOCK) fires on every CPU at the sampling frequency
+ *     and this runs in that interrupt, recording the interrupted task's
+ *     process id, thread name, user stack and kernel stack.  The idle task
+ *     (pid 0) is skipped, as bcc's profile tool does.
+ *   on_hit() (-DPROBE_COUNT): runs each time a probe point fires and counts
+ *     the hit the same way.  User space attaches it to one of:
+ *     - a USDT probe: a uprobe at each of the probe's sites (the nop that
+ *       <sys/sdt.h> plants; the address comes from the binary's
+ *       .note.stapsdt, see collectors/usdt.py).  Built with -DPROBE_USER too:
+ *       the hit happens in user mode, so only the user stack is taken;
+ *     - a tracepoint ("category:name", checked to exist in tracefs): both
+ *       stacks, the hit being in kernel mode.
+ *     The probe's arguments are not read: the question is who fires it and
+ *     how often.  A tracepoint such as sched_switch fires 100k+ times a
+ *     second, which is why hits are aggregated in the kernel too.
+ *   Both call count_event(), so the maps below and the drain that reads them
+ *   (collectors/cpu.py) are the same for samples and hits.
  *
- * MAPS (two "sets", 0 and 1, of counts + stacks: see DOUBLE BUFFERING)
+ * MAPS (two "sets", 0 and 1, of counts + stacks: see DOUBLE BUFFERING; in
+ * a PROBE_COUNT build "samples" below are probe hits)
  *   control      array[1]            u32 -> u32: which set samples go to now.
  *   counts0/1    hash[COUNTS_SIZE]   struct key_t (32 bytes, no padding:
  *                                    tgid, user stack id, kernel stack id,
@@ -66,15 +83,18 @@
  *   A counts insert that fails (map full) is counted in H_COUNTS_FULL.
  *
  * PARAMETERS (-D cflags only)
- *   FILTER_TGID, FILTER_CGROUP, FILTER_COMM_LO/HI (only that process, cgroup
+ *   PROBE_COUNT (build on_hit instead of on_cpu_sample), PROBE_USER (on_hit
+ *   fires in user mode: take no kernel stack), FILTER_TGID, FILTER_CGROUP, FILTER_COMM_LO/HI (only that process, cgroup
  *   v2 or task name: see target.h), STACK_STORAGE_SIZE, COUNTS_SIZE,
  *   SEEN_SIZE, SLOT_NS (width of a time window in nanoseconds).
  *
  * KERNEL FEATURES
- *   BPF_PROG_TYPE_PERF_EVENT, bpf_get_stackid (4.6+), LRU hash (4.10+),
- *   perf buffer output, bpf_ktime_get_ns.  No kprobes, and no kernel struct fields are read:
- *   only BPF helpers and the UAPI perf event context (the interrupted
- *   instruction pointer, to tell user mode from kernel mode).
+ *   BPF_PROG_TYPE_PERF_EVENT (or, with PROBE_COUNT, uprobe or tracepoint
+ *   programs), bpf_get_stackid (4.6+), LRU hash (4.10+), perf buffer output,
+ *   bpf_ktime_get_ns, bpf_get_current_cgroup_id (4.18+) for a cgroup target.
+ *   No kprobes, and no kernel struct fields are read: only BPF helpers and
+ *   the UAPI perf event context (the interrupted instruction pointer, to
+ *   tell user mode from kernel mode).
  */
 #include <uapi/linux/ptrace.h>
 #include <uapi/linux/bpf_perf_event.h>
@@ -188,7 +208,7 @@ static __always_inline void count_in_set1(struct key_t *key)
     add_one(1, count);
 }
 
-static __always_inline void announce(struct bpf_perf_event_data *ctx, struct key_t *key)
+static __always_inline void announce(void *ctx, struct key_t *key)
 {
     struct task_t task = {};
     u8 one = 1;
@@ -201,46 +221,73 @@ static __always_inline void announce(struct bpf_perf_event_data *ctx, struct key
         new_tasks.perf_submit(ctx, &task, sizeof(task));
 }
 
-int on_cpu_sample(struct bpf_perf_event_data *ctx)
+/* Count one event of the current task under its stacks, in the set user
+ * space is not draining.  user_mode says whether the event interrupted user
+ * code, which decides what a missing stack means: user-mode events have no
+ * kernel stack and kernel threads no user stack (both normal), so only the
+ * stack of the mode the event came from counts as lost. */
+static __always_inline void count_event(void *ctx, u64 pid_tgid, int user_mode)
 {
-    u64 pid_tgid = bpf_get_current_pid_tgid();
-    u32 tgid = pid_tgid >> 32;
-    u32 tid = (u32)pid_tgid;
     struct key_t key = {};
     u32 zero = 0;
-    u32 *active;
-    u32 set;
-    int kernel_mode;
+    u32 *active = control.lookup(&zero);
+    u32 set = (active && *active == 1) ? 1 : 0;
 
-    if (tid == 0)
-        return 0;  /* idle task */
-#ifdef TARGET_FILTERED
-    if (!target_wanted(pid_tgid))
-        return 0;
-#endif
-    active = control.lookup(&zero);
-    set = (active && *active == 1) ? 1 : 0;
     bump(set, H_SAMPLES);
-    key.tgid = tgid;
+    key.tgid = pid_tgid >> 32;
     key.slot = (u32)(bpf_ktime_get_ns() / (u64)(SLOT_NS));
     bpf_get_current_comm(&key.comm, sizeof(key.comm));
-    /* Kernel addresses have the top bit set on 64-bit architectures. */
-    kernel_mode = (s64)PT_REGS_IP(&ctx->regs) < 0;
-
-    if (set == 1) {
+    if (set == 1)
         key.user_stack_id = stacks1.get_stackid(ctx, BPF_F_USER_STACK);
-        key.kernel_stack_id = stacks1.get_stackid(ctx, 0);
-    } else {
+    else
         key.user_stack_id = stacks0.get_stackid(ctx, BPF_F_USER_STACK);
+#ifdef PROBE_USER
+    key.kernel_stack_id = -1;  /* a uprobe hit: no kernel stack to walk */
+#else
+    if (set == 1)
+        key.kernel_stack_id = stacks1.get_stackid(ctx, 0);
+    else
         key.kernel_stack_id = stacks0.get_stackid(ctx, 0);
-    }
-    check_stack_id(set, key.user_stack_id, !kernel_mode, H_LOST_USER);
-    check_stack_id(set, key.kernel_stack_id, kernel_mode, H_LOST_KERNEL);
+#endif
+    check_stack_id(set, key.user_stack_id, user_mode, H_LOST_USER);
+    check_stack_id(set, key.kernel_stack_id, !user_mode, H_LOST_KERNEL);
 
     if (set == 1)
         count_in_set1(&key);
     else
         count_in_set0(&key);
     announce(ctx, &key);
+}
+
+#ifdef PROBE_COUNT
+int on_hit(struct pt_regs *ctx)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+
+#ifdef TARGET_FILTERED
+    if (!target_wanted(pid_tgid))
+        return 0;
+#endif
+#ifdef PROBE_USER
+    count_event(ctx, pid_tgid, 1);
+#else
+    count_event(ctx, pid_tgid, 0);  /* a tracepoint fires in kernel mode */
+#endif
     return 0;
 }
+#else
+int on_cpu_sample(struct bpf_perf_event_data *ctx)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+
+    if ((u32)pid_tgid == 0)
+        return 0;  /* idle task */
+#ifdef TARGET_FILTERED
+    if (!target_wanted(pid_tgid))
+        return 0;
+#endif
+    /* Kernel addresses have the top bit set on 64-bit architectures. */
+    count_event(ctx, pid_tgid, (s64)PT_REGS_IP(&ctx->regs) >= 0);
+    return 0;
+}
+#endif

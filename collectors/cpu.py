@@ -32,12 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from collectors import bcc_env
-from collectors.maps import (
-    BatchUnsupported,
-    StackReader,
-    drain_hash_batch_raw,
-    drain_hash_slow,
-)
+from collectors.maps import HashDrainer, StackReader
+from collectors.slots import slot_windows, wall_minus_mono_ns
 from collectors.symbols import StackNames, Symbolizer
 from collectors.target import target_cflags
 from webprof.core.protocol import DEFAULT_SLOT_MS, HEALTH_KEYS, ProfileDelta
@@ -98,7 +94,7 @@ class CpuCollector:
         self._health_totals = [dict.fromkeys(KERNEL_HEALTH, 0) for _ in range(2)]
         self._start_ms = 0
         self._expired_at = 0.0
-        self._batch_ok = True
+        self._drainer = HashDrainer()
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -169,18 +165,10 @@ class CpuCollector:
         now = _now_ms()
         self._set = bcc_env.flip_set(bpf, old)
         table = bpf[f"counts{old}".encode()]
-        counts = None
-        if self._batch_ok:
-            try:
-                keys, values = drain_hash_batch_raw(table.map_fd, self.counts_size, KEY.size)
-                rows = zip(KEY.iter_unpack(keys), values, strict=True)
-                counts = [(*k, n) for k, n in rows]
-            except BatchUnsupported:
-                self._batch_ok = False
-        if counts is None:
-            counts = [(*KEY.unpack(k), n) for k, n in drain_hash_slow(table.map_fd, KEY.size)]
+        keys, values = self._drainer.drain(table.map_fd, self.counts_size, KEY.size)
+        counts = [(*k, n) for k, n in zip(KEY.iter_unpack(keys), values, strict=True)]
         raw = RawInterval(old, self._start_ms, max(now - self._start_ms, 0), counts,
-                          self._health_delta(old), _wall_minus_mono_ns())
+                          self._health_delta(old), wall_minus_mono_ns())
         self._start_ms = now
         return raw
 
@@ -222,7 +210,8 @@ class CpuCollector:
         gc_enabled = gc.isenabled()
         gc.disable()
         try:
-            window = self.slot_windows(raw, {row[3] for row in raw.counts})
+            window = slot_windows({row[3] for row in raw.counts}, raw.start_ms,
+                                  raw.interval_ms, self.slot_ms, raw.wall_minus_mono_ns)
             merged, unknown, keys = self.merge(raw.counts, stacks, window)
             delta = self.encode(raw, merged, unknown, keys)
         finally:
@@ -245,7 +234,7 @@ class CpuCollector:
         The kernel key holds the slot, so a stack arrives once per slot it was
         sampled in: each stack key is named once, at its first entry, and its
         later entries only add to the windows of the merged stack it named.
-        ``window`` maps monotonic slots to the message's (:meth:`slot_windows`).
+        ``window`` maps monotonic slots to the message's (collectors/slots.py).
         """
         merged: dict[tuple, dict[int, int]] = {}
         resolved: dict[tuple, dict[int, int]] = {}  # stack key -> merged windows
@@ -328,21 +317,6 @@ class CpuCollector:
                             stacks=rows, health=health, slot_ms=self.slot_ms,
                             slots=slot_rows)
 
-    def slot_windows(self, raw: RawInterval, slots: set[int]) -> dict[int, int]:
-        """Monotonic slot number -> window of the message, from ``raw.start_ms``.
-
-        A kernel slot spans [s * slot_ms, (s + 1) * slot_ms) of CLOCK_MONOTONIC;
-        its middle, moved to the wall clock, picks the window, so a sample lands
-        at most half a slot from its true window.  Slots outside the interval
-        (samples between the drain's clock reading and the set flip) are clamped
-        to its first or last window.
-        """
-        slot_ns = self.slot_ms * 1_000_000
-        start_mono_ns = raw.start_ms * 1_000_000 - raw.wall_minus_mono_ns
-        last = max(1, -(-raw.interval_ms // self.slot_ms)) - 1
-        return {s: min(max((s * slot_ns + slot_ns // 2 - start_mono_ns) // slot_ns, 0), last)
-                for s in slots}
-
     def _require(self):  # -> bcc.BPF
         if self._bpf is None:
             raise RuntimeError("CpuCollector is not running: use it as a context manager")
@@ -359,15 +333,6 @@ class _StringIndex(dict):
     def __missing__(self, name: str) -> int:
         index = self[name] = len(self)
         return index
-
-
-def _wall_minus_mono_ns() -> int:
-    """time.time_ns() - CLOCK_MONOTONIC (bpf_ktime_get_ns's clock), read between
-    two monotonic readings so the error is half the time the three calls take."""
-    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-    wall = time.time_ns()
-    after = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-    return wall - (before + after) // 2
 
 
 def _comm(raw: bytes) -> str:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from collectors import bcc_env, histogram, record, syscalls
-from collectors.maps import BatchUnsupported, drain_hash_batch, drain_hash_slow
+from collectors.maps import HashDrainer
 from collectors.target import target_cflags
 from webprof.core.protocol import HEALTH_KEYS, LatencyDelta
 
@@ -62,7 +62,7 @@ class LatencyCollector:
         self._bpf = None
         self._set = 0
         self._start_ms = 0
-        self._batch_ok = True
+        self._drainer = HashDrainer()
         self._health_totals = [dict.fromkeys(self.kernel_health, 0) for _ in range(2)]
 
     # -- lifecycle ----------------------------------------------------------
@@ -98,10 +98,12 @@ class LatencyCollector:
         old = self._set
         now = _now_ms()
         self._set = bcc_env.flip_set(bpf, old)
-        entries = self._take(bpf[f"hist{old}".encode()])
+        # The old set: nobody writes it any more.
+        keys, counts = self._drainer.drain(bpf[f"hist{old}".encode()].map_fd,
+                                           self.hist_size, self.key.size)
         slots: dict[str, dict[int, int]] = {}
-        for raw_key, count in entries:
-            name, slot = self.series_slot(self.key.unpack(raw_key))
+        for key, count in zip(self.key.iter_unpack(keys), counts, strict=True):
+            name, slot = self.series_slot(key)
             per_slot = slots.setdefault(name, {})
             per_slot[slot] = per_slot.get(slot, 0) + count
         slots = self.finish_series(slots, old)
@@ -115,14 +117,6 @@ class LatencyCollector:
             health=health)
         self._start_ms = now
         return delta
-
-    def _take(self, table) -> list[tuple[bytes, int]]:
-        if self._batch_ok:
-            try:
-                return drain_hash_batch(table.map_fd, self.hist_size, self.key.size)
-            except BatchUnsupported:
-                self._batch_ok = False
-        return drain_hash_slow(table.map_fd, self.key.size)  # old set: nobody writes it
 
     def _health_delta(self, set_index: int) -> dict[str, int]:
         """This set's counters since it was last drained (the kernel keeps totals)."""

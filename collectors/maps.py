@@ -23,20 +23,15 @@ class BatchUnsupported(Exception):
     """The kernel refused BPF_MAP_LOOKUP_AND_DELETE_BATCH (older than 5.6)."""
 
 
-def drain_hash_batch(fd: int, max_entries: int, key_size: int) -> list[tuple[bytes, int]]:
-    """Look up and delete every entry of a hash map whose values are u64.
-
-    Returns ``[(key bytes, value)]``.  Raises :class:`BatchUnsupported` when
-    the kernel lacks batch operations before anything was deleted.
-    """
-    keys, values = drain_hash_batch_raw(fd, max_entries, key_size)
-    return [(keys[i * key_size:(i + 1) * key_size], v) for i, v in enumerate(values)]
-
-
 def drain_hash_batch_raw(fd: int, max_entries: int,
                          key_size: int) -> tuple[bytes, list[int]]:
-    """:func:`drain_hash_batch` as (all keys back to back, values): callers that
-    decode keys with ``Struct.iter_unpack`` skip one slice per entry."""
+    """Look up and delete every entry of a hash map whose values are u64.
+
+    Returns (all keys back to back, values): callers decode the keys with
+    ``Struct.iter_unpack``, with no slice per entry.  Raises
+    :class:`BatchUnsupported` when the kernel lacks batch operations before
+    anything was deleted.
+    """
     keys = ct.create_string_buffer(key_size * max_entries)
     values = (ct.c_uint64 * max_entries)()
     count = ct.c_uint32(0)
@@ -81,6 +76,26 @@ def drain_hash_slow(fd: int, key_size: int) -> list[tuple[bytes, int]]:
             result.append((key, value.value))
         lib.bpf_delete_elem(fd, buf)
     return result
+
+
+class HashDrainer:
+    """Empties a u64-valued hash map per call: by batch while the kernel allows
+    it, entry by entry once it has refused (remembered, so an old kernel pays
+    the refused syscall once).  Only for a map no program writes any more (a
+    drained set), which is what makes the entry-by-entry walk safe."""
+
+    def __init__(self) -> None:
+        self.batch_ok = True
+
+    def drain(self, fd: int, max_entries: int, key_size: int) -> tuple[bytes, list[int]]:
+        """(all keys back to back, values), as :func:`drain_hash_batch_raw`."""
+        if self.batch_ok:
+            try:
+                return drain_hash_batch_raw(fd, max_entries, key_size)
+            except BatchUnsupported:
+                self.batch_ok = False
+        entries = drain_hash_slow(fd, key_size)
+        return b"".join(k for k, _ in entries), [v for _, v in entries]
 
 
 def all_keys(fd: int, key_size: int) -> list[bytes]:

@@ -31,14 +31,8 @@ import time
 from pathlib import Path
 
 from collectors import bcc_env, record
-from collectors.cpu import _wall_minus_mono_ns
-from collectors.maps import (
-    BatchUnsupported,
-    StackReader,
-    all_keys,
-    drain_hash_batch,
-    drain_hash_slow,
-)
+from collectors.maps import HashDrainer, StackReader, all_keys
+from collectors.slots import slot_windows, wall_minus_mono_ns
 from collectors.symbols import Symbolizer
 from collectors.target import target_cflags
 from webprof.core.protocol import DEFAULT_SLOT_MS, HEALTH_KEYS, WAKER_SEPARATOR, ProfileDelta
@@ -56,6 +50,7 @@ WAKER = struct.Struct("<IIii16s")  # struct waker_t: tgid, set, user, kernel, co
 KERNEL_HEALTH = ("samples", "lost_user_stacks", "lost_kernel_stacks", "stack_map_full",
                  "counts_map_full", "start_map_full", "filtered", "lost_events", None)
 PURGE_EVERY_S = 10.0  # how often start entries of vanished threads are purged
+EXPIRE_EVERY_S = 10.0  # symbol snapshots of exited processes are kept 60 s anyway
 
 
 class OffCpuCollector:
@@ -94,8 +89,9 @@ class OffCpuCollector:
         self._set = 0
         self._totals = [0] * len(KERNEL_HEALTH)
         self._start_ms = 0
-        self._batch_ok = True
+        self._drainer = HashDrainer()
         self._last_purge = 0.0
+        self._expired_at = 0.0
         self._known_tgids: set[int] = set()
         # Stack ids of late entries (see _take_late), freed at their set's drain.
         self._late_ids: list[set[int]] = [set(), set()]
@@ -143,17 +139,18 @@ class OffCpuCollector:
         now = _now_ms()
         flip_mono_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         self._set = bcc_env.flip_set(bpf, old)
-        wall_minus_mono_ns = _wall_minus_mono_ns()
+        wall_minus_mono = wall_minus_mono_ns()
         pending = self._pending_stack_ids(old)  # before the counts: see the BPF header
         table = bpf[f"counts{old}".encode()]
-        counts = [(self._key.unpack(k), us) for k, us in self._take_counts(table)]
+        keys, values = self._drainer.drain(table.map_fd, self.counts_size, self._key.size)
+        counts = list(zip(self._key.iter_unpack(keys), values, strict=True))
         late, late_stacks = self._take_late(self._set, flip_mono_ns)
         health = self._health_delta()
         groups = [(counts, self._take_stacks(old, counts, pending, health)),
                   (late, late_stacks)]
         interval_ms = max(now - self._start_ms, 0)
-        window = slot_windows({key[3] for key, _ in counts + late}, self._start_ms,
-                              interval_ms, self.slot_ms, wall_minus_mono_ns)
+        window = slot_windows({key[3] for rows in (counts, late) for key, _ in rows},
+                              self._start_ms, interval_ms, self.slot_ms, wall_minus_mono)
         rows, unknown, filtered, keys = self._merge(groups, window)
         health["filtered"] += filtered
         health["stacks"] = keys
@@ -161,16 +158,11 @@ class OffCpuCollector:
         self.seq += 1
         delta = _encode(self, rows, health, interval_ms)
         self._start_ms = now
-        self.symbolizer.expire()
+        mono = time.monotonic()
+        if mono - self._expired_at >= EXPIRE_EVERY_S:  # stats /proc per stale pid
+            self._expired_at = mono
+            self.symbolizer.expire()
         return delta
-
-    def _take_counts(self, table) -> list[tuple[bytes, int]]:
-        if self._batch_ok:
-            try:
-                return drain_hash_batch(table.map_fd, self.counts_size, self._key.size)
-            except BatchUnsupported:
-                self._batch_ok = False
-        return drain_hash_slow(table.map_fd, self._key.size)
 
     def _pending_stack_ids(self, set_index: int) -> set[int]:
         """Stack ids of ``set_index`` that threads still off CPU will count later.
@@ -322,24 +314,6 @@ class OffCpuCollector:
 
 def _stack_ids(key: tuple) -> tuple[int, ...]:
     return (key[1], key[2], key[6], key[7]) if len(key) > 5 else (key[1], key[2])
-
-
-def slot_windows(slots: set[int], start_ms: int, interval_ms: int, slot_ms: int,
-                 wall_minus_mono_ns: int) -> dict[int, int]:
-    """Monotonic slot number -> window of the message, counted from ``start_ms``.
-
-    A kernel slot spans [s * slot_ms, (s + 1) * slot_ms) of CLOCK_MONOTONIC;
-    its middle, moved to the wall clock, picks the window, so a block's end
-    lands at most half a slot from its true window.  Slots outside the
-    interval are clamped to its first or last window: blocks that ended
-    between the drain's clock reading and its set flip, or in the slot of the
-    previous flip in the other set (see :meth:`OffCpuCollector._take_late`).
-    """
-    slot_ns = slot_ms * 1_000_000
-    start_mono_ns = start_ms * 1_000_000 - wall_minus_mono_ns
-    last = max(1, -(-interval_ms // slot_ms)) - 1
-    return {s: min(max((s * slot_ns + slot_ns // 2 - start_mono_ns) // slot_ns, 0), last)
-            for s in slots}
 
 
 def _read_hash(table, value: struct.Struct):

@@ -1,7 +1,9 @@
-"""Probe hits with stacks: loads bpf/probecount.bpf.c, drains ProfileDelta "usdt"/"tracepoint".
+"""Probe hits with stacks: loads bpf/cpu.bpf.c built with -DPROBE_COUNT, drains
+ProfileDelta "usdt"/"tracepoint".
 
-The kernel side keeps the CPU collector's maps (same key, stack sets and
-health layout), so everything after attaching is :class:`CpuCollector`'s:
+That build swaps the sampling entry point for ``on_hit`` and keeps the CPU
+collector's maps (same key, stack sets and health layout), so everything
+after attaching is :class:`CpuCollector`'s:
 the double-buffered drain, symbolization through collectors/symbols.py
 (kernel frames suffixed ``_[k]``), sub-second slots.  Weights are hits.
 
@@ -21,18 +23,13 @@ attach calls and ``-D`` numbers only, never the C text.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from collectors.bcc_env import bcc_uprobe_events, remove_uprobe_events
 from collectors.cpu import CpuCollector
 
-BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "probecount.bpf.c"
 KINDS = ("usdt", "tracepoint")
 
 
 class ProbeCountCollector(CpuCollector):
-    source = BPF_SOURCE
-
     def __init__(self, kind: str, *, tracepoint: str | None = None, binary: str | None = None,
                  addresses: list[int] | tuple[int, ...] = (), pid: int | None = None,
                  cgroup_id: int | None = None, target_comm: str | None = None,
@@ -52,7 +49,7 @@ class ProbeCountCollector(CpuCollector):
         self.addresses = list(addresses)
 
     def cflags(self) -> list[str]:
-        flags = super().cflags()
+        flags = super().cflags() + ["-DPROBE_COUNT"]
         if self.kind == "usdt":
             flags.append("-DPROBE_USER")
         return flags
