@@ -38,9 +38,8 @@ from typing import Any
 from collectors import bcc_env
 from collectors.tracecheck import ProcessSampler, answer
 from collectors.traces import TraceManager
+from webprof.core import kinds
 from webprof.core.protocol import (
-    LATENCY_KINDS,
-    PROFILE_KINDS,
     CollectorConfig,
     CollectorHello,
     Error,
@@ -52,7 +51,7 @@ from webprof.core.trace_messages import CollectorQuery, TraceCancel, TraceStart
 EXIT_NO_BPF = 2
 EXIT_BAD_TOKEN = 3
 AGENT_VERSION = "0.1.0"
-KNOWN_COLLECTORS = (*PROFILE_KINDS, *LATENCY_KINDS)
+KNOWN_COLLECTORS = kinds.LIVE
 
 
 def main(args: argparse.Namespace) -> int:
@@ -96,12 +95,7 @@ def check_config(config: CollectorConfig) -> str | None:
 
 def options_of(kind: str, config: CollectorConfig) -> tuple:
     """The options a collector of ``kind`` is built with: a change restarts it."""
-    if kind == "cpu":
-        return (config.frequency_hz,)
-    if kind in PROFILE_KINDS:
-        return (config.pid, config.comm, config.min_block_us, config.max_block_us,
-                config.user_threads_only)
-    return (config.pid,)
+    return tuple(getattr(config, name) for name in kinds.BY_NAME[kind].options)
 
 
 def make_collector(kind: str, config: CollectorConfig, interval_ms: int, host: str) -> Any:
@@ -110,7 +104,7 @@ def make_collector(kind: str, config: CollectorConfig, interval_ms: int, host: s
         from collectors.cpu import CpuCollector
 
         return CpuCollector(frequency_hz=config.frequency_hz, interval_ms=interval_ms, host=host)
-    if kind in PROFILE_KINDS:
+    if kind in ("offcpu", "offwake"):
         from collectors.offcpu import OffCpuCollector
 
         return OffCpuCollector(

@@ -14,6 +14,8 @@ import sys
 import textwrap
 from typing import Any
 
+from .core.kinds import LIVE as LIVE_KINDS
+
 DEFAULT_INTERVAL_S = 1.0
 DEFAULT_FREQUENCY_HZ = 49
 
@@ -228,9 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def collector_list(text: str) -> list[str]:
         """``cpu,offcpu,runqlat`` -> a list of known collector kinds, no repeats."""
-        from .core.protocol import LATENCY_KINDS, PROFILE_KINDS
-
-        known = (*PROFILE_KINDS, *LATENCY_KINDS)
+        known = LIVE_KINDS
         names = [n.strip() for n in text.split(",") if n.strip()]
         bad = [n for n in names if n not in known]
         if bad or not names:
@@ -239,8 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
                 f"{','.join(known)}")
         return list(dict.fromkeys(names))
 
-    collectors_help = ("comma-separated collectors to start: cpu,offcpu,offwake,runqlat,biolat,"
-                       "syscall (default cpu; the host page can change them while running)")
+    collectors_help = (f"comma-separated collectors to start: {','.join(LIVE_KINDS)} "
+                       "(default cpu; the host page can change them while running)")
 
     up = sub.add_parser(
         "up",

@@ -11,16 +11,15 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
+from .core import kinds
 from .core.protocol import (
-    LATENCY_KINDS,
-    PROFILE_KINDS,
     CollectorConfig,
     CollectorHello,
     ProtocolError,
 )
 
 # Every collector a host can run, in the order the host page lists them.
-COLLECTOR_KINDS = (*PROFILE_KINDS, *LATENCY_KINDS)
+COLLECTOR_KINDS = kinds.LIVE
 CONFIGURE_PERMISSION = "webprof.configure_collectors"
 
 

@@ -21,20 +21,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from .consumers import config_event
-from .core.protocol import LATENCY_KINDS, PROFILE_KINDS, CollectorConfig
+from .core import kinds
+from .core.protocol import CollectorConfig
 from .forms import CollectorsForm, initial_for
 from .hub import MAX_HOST_NAME, get_hub, group_name
 from .models import COLLECTOR_KINDS, Host, can_configure
 
-# What each view shows, in the order the host page lists them.
-VIEWS = {
-    "cpu": ("CPU flame graph", "where CPU time is spent (samples)"),
-    "offcpu": ("Off-CPU flame graph", "where threads block, in time blocked"),
-    "offwake": ("Off-wake flame graph", "blocked stacks with the stack that woke them"),
-    "runqlat": ("Run-queue latency", "wakeup to running, heatmap"),
-    "biolat": ("Block I/O latency", "issue to completion per device, heatmap"),
-    "syscall": ("Syscall latency", "per syscall name, heatmap"),
-}
 # The host form's option fields, in order, with the hint shown beside each.
 FIELD_HINTS = (
     ("frequency_hz", "1..999; a prime like 49 or 99 avoids lockstep with timers"),
@@ -43,8 +35,6 @@ FIELD_HINTS = (
     ("min_block_us", "shorter blocks are not counted; blank: 1"),
     ("max_block_us", "blank: no maximum"),
 )
-PROFILE_TITLES = {"cpu": "live CPU profile", "offcpu": "live off-CPU time",
-                  "offwake": "live off-wake time"}
 
 
 def host_rows() -> list[dict[str, Any]]:
@@ -104,12 +94,12 @@ def render_host(request: HttpRequest, row: Host, form: CollectorsForm | None,
         form = CollectorsForm(initial=initial_for(config))
     picked = form["collectors"].value() or []
     views = [
-        {"kind": k, "title": t, "about": a, "running": running is not None and k in running,
-         "url": reverse("profile", args=[row.name, k]) if k in PROFILE_KINDS
-         else reverse("latency", args=[row.name, k])}
-        for k, (t, a) in VIEWS.items()
+        {"kind": k.name, "title": k.title, "about": k.about,
+         "running": running is not None and k.name in running,
+         "url": reverse("profile" if k.is_stack else "latency", args=[row.name, k.name])}
+        for k in kinds.KINDS if k.live
     ]
-    choices = [{"kind": k, "title": VIEWS[k][0], "wanted": k in picked,
+    choices = [{"kind": k, "title": kinds.BY_NAME[k].title, "wanted": k in picked,
                 "running": running is not None and k in running} for k in COLLECTOR_KINDS]
     context = {
         "host": row, "connected": hub.is_connected(row.name), "running": running,
@@ -171,19 +161,26 @@ def choose_collectors(request: HttpRequest, row: Host) -> HttpResponse:
 
 @login_required
 def profile(request: HttpRequest, name: str, kind: str) -> HttpResponse:
-    if kind not in PROFILE_KINDS:
+    if kind not in kinds.LIVE_STACK:
         raise Http404("no such view")
     context = {
         "host": get_host(name), "ws_path": "/ws/live/", "max_nodes": settings.WEBPROF_MAX_NODES,
-        "kind": kind, "unit": PROFILE_KINDS[kind], "title": PROFILE_TITLES[kind],
+        "kind": kind, "unit": kinds.unit(kind), "title": live_title(kinds.BY_NAME[kind]),
     }
     return render(request, "live.html", context)
 
 
 @login_required
 def latency(request: HttpRequest, name: str, kind: str) -> HttpResponse:
-    if kind not in LATENCY_KINDS:
+    if kind not in kinds.LIVE_HISTOGRAM:
         raise Http404("no such view")
+    row = kinds.BY_NAME[kind]
     context = {"host": get_host(name), "ws_path": "/ws/live/", "kind": kind,
-               "title": VIEWS[kind][0], "about": VIEWS[kind][1]}
+               "title": row.title, "about": row.about}
     return render(request, "latency.html", context)
+
+
+def live_title(kind: kinds.Kind) -> str:
+    """A live flame graph's title: "live CPU profile", "live off-CPU time"."""
+    noun = kind.trace_title
+    return "live " + (noun if noun[:2].isupper() else noun[:1].lower() + noun[1:])

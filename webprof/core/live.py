@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 
 from .flame import FlameTree
-from .protocol import PROFILE_KINDS, IntervalTree, LiveInterval, LiveSnapshot, ProfileDelta
+from .kinds import unit
+from .protocol import IntervalTree, LiveInterval, LiveSnapshot, ProfileDelta
 
 DEFAULT_MAX_NODES = 16_384
 # Longest sliding window a browser can ask for, in intervals.
@@ -71,7 +72,7 @@ class LiveState:
         kind: str = "cpu",
     ) -> None:
         self.host = host
-        self.kind = kind  # a PROFILE_KINDS key: says what the weights are
+        self.kind = kind  # a stack kind (core/kinds.py): says what the weights are
         self.serial = 0  # intervals applied so far
         self.max_nodes = max_nodes
         self.max_older_keys = max_older_keys
@@ -145,7 +146,7 @@ class LiveState:
             pid=flt.pid,
             comm=flt.comm,
             kind=self.kind,
-            unit=PROFILE_KINDS[self.kind],
+            unit=unit(self.kind),
         )
 
     def record(self, serial: int) -> IntervalRecord | None:

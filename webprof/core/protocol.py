@@ -12,15 +12,25 @@ same messages for people.
 
 from __future__ import annotations
 
-import json
 import operator
-import types
 import typing
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from itertools import chain, islice, repeat
 from typing import Any, ClassVar
 
-PROTOCOL_VERSION = 1
+from . import kinds
+from .message import PROTOCOL_VERSION as PROTOCOL_VERSION  # re-exported: the wire's API
+from .message import (
+    Message,
+    ProtocolError,
+    check_health,
+    check_non_negative,
+    decode_with,
+    type_map,
+)
+from .message import encode as encode
+from .message import handler_name as handler_name
+from .trace_messages import TRACE_MESSAGES
 
 # Largest websocket frame the server accepts from a collector, in bytes.  A
 # 999 Hz interval over 2 CPUs with 10,000 distinct deep stacks encodes to
@@ -53,35 +63,9 @@ HEALTH_KEYS = (
 # samples per CPU per window.
 DEFAULT_SLOT_MS = 20
 
-# Stack profile kinds and the unit of their weights.
-PROFILE_KINDS = {"cpu": "samples", "offcpu": "us", "offwake": "us"}
-# Latency histogram kinds; every bucket bound is in microseconds.
-LATENCY_KINDS = ("runqlat", "biolat", "syscall")
-# Kinds only a targeted trace produces (see trace_messages): probe hits with
-# stacks, and per-function latency from uprobes.  Their deltas carry a trace_id.
-TRACE_PROFILE_KINDS = {"usdt": "hits", "tracepoint": "hits"}
-TRACE_LATENCY_KINDS = ("funclat",)
-STACK_KINDS = {**PROFILE_KINDS, **TRACE_PROFILE_KINDS}
-HISTOGRAM_KINDS = (*LATENCY_KINDS, *TRACE_LATENCY_KINDS)
 # Frame separating the blocked stack (below) from the waker's stack (above)
 # in "offwake" stacks, as in Brendan Gregg's offwaketime folded output.
 WAKER_SEPARATOR = "--"
-
-
-class ProtocolError(ValueError):
-    """A message does not follow the protocol.  ``str()`` says why."""
-
-
-class Message:
-    type: ClassVar[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        # Shallow on purpose: asdict() would deep-copy megabytes of tree lists.
-        body = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
-        return {"v": PROTOCOL_VERSION, "type": self.type, **body}
-
-    def validate(self) -> None:
-        """Checks beyond field types; overridden where a message needs them."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +89,7 @@ class ProfileDelta(Message):
     ``stacks`` is ``[pid, comm_index, weight, frame_index...]`` with frames
     outermost first; kernel frames carry the suffix ``_[k]``.  ``weight`` is a
     sample count for kind ``cpu`` and microseconds blocked for ``offcpu`` and
-    ``offwake`` (see PROFILE_KINDS).  An ``offwake`` stack is the blocked
+    ``offwake`` (see the kind table, core/kinds.py).  An ``offwake`` stack is the blocked
     stack, then WAKER_SEPARATOR, then the waker's stack innermost first, then
     the waker's process name, so the waker sits above the blocked stack.
 
@@ -132,11 +116,9 @@ class ProfileDelta(Message):
     trace_id: int = 0  # the targeted trace this belongs to; 0: the live stream
 
     def validate(self) -> None:
-        if self.kind not in STACK_KINDS or (self.kind in TRACE_PROFILE_KINDS
-                                            and self.trace_id <= 0):
-            raise ProtocolError(f"profile.delta: unknown kind {self.kind!r}")
-        _check_non_negative("profile.delta", trace_id=self.trace_id)
-        _check_non_negative("profile.delta", seq=self.seq, interval_ms=self.interval_ms)
+        _check_delta_kind(self.type, self.kind, "stack", self.trace_id)
+        check_non_negative("profile.delta", trace_id=self.trace_id)
+        check_non_negative("profile.delta", seq=self.seq, interval_ms=self.interval_ms)
         n = len(self.strings)
         for i, entry in enumerate(self.stacks):
             if len(entry) < 3 or any(type(x) is not int for x in entry):
@@ -145,9 +127,7 @@ class ProfileDelta(Message):
                 raise ProtocolError(f"profile.delta: stacks[{i}] has a bad pid or weight")
             if not all(0 <= x < n for x in entry[3:]) or not 0 <= entry[1] < n:
                 raise ProtocolError(f"profile.delta: stacks[{i}] names a string not in the table")
-        unknown = set(self.health) - set(HEALTH_KEYS)
-        if unknown:
-            raise ProtocolError(f"profile.delta: unknown health counters {sorted(unknown)}")
+        check_health(self.type, self.health, HEALTH_KEYS)
         self._validate_slots()
 
     def slot_count(self) -> int:
@@ -236,10 +216,10 @@ class LiveSubscribe(Message):
     host: str
     pid: int | None = None
     comm: str | None = None
-    kind: str = "cpu"  # a PROFILE_KINDS key
+    kind: str = "cpu"  # a live stack kind (kinds.LIVE_STACK)
 
     def validate(self) -> None:
-        if self.kind not in PROFILE_KINDS:
+        if self.kind not in kinds.LIVE_STACK:
             raise ProtocolError(f"live.subscribe: unknown kind {self.kind!r}")
         if self.pid is not None and not 0 < self.pid < 2**22:
             raise ProtocolError("live.subscribe: pid out of range")
@@ -317,20 +297,16 @@ class LatencyDelta(Message):
     trace_id: int = 0  # the targeted trace this belongs to; 0: the live stream
 
     def validate(self) -> None:
-        if self.kind not in HISTOGRAM_KINDS or (self.kind in TRACE_LATENCY_KINDS
-                                                and self.trace_id <= 0):
-            raise ProtocolError(f"latency.delta: unknown kind {self.kind!r}")
-        _check_non_negative("latency.delta", trace_id=self.trace_id)
+        _check_delta_kind(self.type, self.kind, "histogram", self.trace_id)
+        check_non_negative("latency.delta", trace_id=self.trace_id)
         if self.unit != "us":
             raise ProtocolError("latency.delta: unit must be 'us'")
-        _check_non_negative("latency.delta", seq=self.seq, interval_ms=self.interval_ms)
+        check_non_negative("latency.delta", seq=self.seq, interval_ms=self.interval_ms)
         for name, buckets in self.series.items():
             for bucket in buckets:
                 if len(bucket) != 3 or not 0 <= bucket[0] < bucket[1] or bucket[2] < 0:
                     raise ProtocolError(f"latency.delta: bad bucket {bucket!r} in {name!r}")
-        unknown = set(self.health) - set(HEALTH_KEYS)
-        if unknown:
-            raise ProtocolError(f"latency.delta: unknown health counters {sorted(unknown)}")
+        check_health(self.type, self.health, HEALTH_KEYS)
 
 
 @dataclass(frozen=True)
@@ -342,7 +318,7 @@ class LatencySubscribe(Message):
     kind: str
 
     def validate(self) -> None:
-        if self.kind not in LATENCY_KINDS:
+        if self.kind not in kinds.LIVE_HISTOGRAM:
             raise ProtocolError(f"latency.subscribe: unknown kind {self.kind!r}")
 
 
@@ -381,7 +357,7 @@ class CollectorConfig(Message):
     """
 
     type: ClassVar[str] = "collector.config"
-    collectors: list[str]  # subset of PROFILE_KINDS and LATENCY_KINDS
+    collectors: list[str]  # live kinds (kinds.LIVE)
     frequency_hz: int = 49
     pid: int | None = None  # offcpu/offwake/syscall filter
     comm: str | None = None
@@ -390,8 +366,7 @@ class CollectorConfig(Message):
     user_threads_only: bool = True
 
     def validate(self) -> None:
-        known = set(PROFILE_KINDS) | set(LATENCY_KINDS)
-        bad = [c for c in self.collectors if c not in known]
+        bad = [c for c in self.collectors if c not in kinds.LIVE]
         if bad:
             raise ProtocolError(f"collector.config: unknown collectors {bad}")
         if not 1 <= self.frequency_hz <= 999:
@@ -426,119 +401,31 @@ class Error(Message):
     dropped: int = 0  # messages refused so far on this connection
 
 
-MESSAGE_TYPES: dict[str, type[Message]] = {
-    cls.type: cls
-    for cls in (
-        CollectorHello,
-        ProfileDelta,
-        LiveSubscribe,
-        LiveSnapshot,
-        LiveInterval,
-        LatencyDelta,
-        LatencySubscribe,
-        LatencySnapshot,
-        LatencyInterval,
-        CollectorConfig,
-        HostStatus,
-        Error,
-    )
-}
-
-
-def handler_name(message_type: str) -> str:
-    """Channels handler for a message type: ``live.interval`` -> ``live_interval``."""
-    return message_type.replace(".", "_")
-
-
-def encode(message: Message) -> str:
-    return json.dumps(message.to_dict(), separators=(",", ":"), ensure_ascii=False)
+# Every message decode() knows: this module's and the trace messages.
+MESSAGE_TYPES: dict[str, type[Message]] = type_map(
+    CollectorHello,
+    ProfileDelta,
+    LiveSubscribe,
+    LiveSnapshot,
+    LiveInterval,
+    LatencyDelta,
+    LatencySubscribe,
+    LatencySnapshot,
+    LatencyInterval,
+    CollectorConfig,
+    HostStatus,
+    Error,
+    *TRACE_MESSAGES,
+)
 
 
 def decode(data: str | bytes | dict[str, Any]) -> Message:
     """Parse and validate one message; raise :class:`ProtocolError` if it is bad."""
-    if isinstance(data, (bytes, bytearray)):
-        try:
-            data = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ProtocolError(f"not UTF-8: {exc.reason}") from None
-    if isinstance(data, str):
-        try:
-            data = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise ProtocolError(f"not JSON: {exc.msg} at character {exc.pos}") from None
-    if not isinstance(data, dict):
-        raise ProtocolError("a message must be a JSON object")
-    version = data.get("v")
-    if version != PROTOCOL_VERSION:
-        raise ProtocolError(
-            f"protocol version {version!r} is not supported (want {PROTOCOL_VERSION})"
-        )
-    kind = data.get("type")
-    cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        raise ProtocolError(f"unknown message type {kind!r}")
-    body = {k: v for k, v in data.items() if k not in ("v", "type")}
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    extra = set(body) - names
-    if extra:
-        raise ProtocolError(f"{kind}: unexpected fields {sorted(extra)}")
-    required = {
-        f.name
-        for f in fields(cls)  # type: ignore[arg-type]
-        if f.default is MISSING and f.default_factory is MISSING
-    }
-    missing = required - set(body)
-    if missing:
-        raise ProtocolError(f"{kind}: missing fields {sorted(missing)}")
-    for name, value in body.items():
-        if not _matches(value, hints[name]):
-            raise ProtocolError(f"{kind}: field {name!r} has the wrong type")
-    message = cls(**body)
-    message.validate()
-    return message
+    return decode_with(MESSAGE_TYPES, data)
 
 
-def _matches(value: Any, hint: Any) -> bool:
-    """Check a JSON value against a (simple) type hint, without coercion."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is Any:
-        return True
-    if hint is bool:
-        return type(value) is bool
-    if hint is int:
-        return type(value) is int
-    if hint is float:
-        return type(value) in (int, float)
-    if hint is str:
-        return type(value) is str
-    if origin is list:
-        (arg,) = typing.get_args(hint) or (Any,)
-        if type(value) is not list:
-            return False
-        if arg is int:  # the common, large case: check quickly
-            return all(type(x) is int for x in value)
-        return all(_matches(x, arg) for x in value)
-    if origin is dict:
-        key_t, val_t = typing.get_args(hint) or (Any, Any)
-        if type(value) is not dict:
-            return False
-        if val_t is list:
-            return all(type(v) is list for v in value.values())
-        return all(_matches(v, val_t) for v in value.values())
-    return False
-
-
-def _check_non_negative(kind: str, **values: int) -> None:
-    for name, value in values.items():
-        if value < 0:
-            raise ProtocolError(f"{kind}: {name} must not be negative")
-
-
-# Trace messages register themselves in MESSAGE_TYPES when their module loads;
-# importing it here makes decode() know them whichever module came first.
-from . import trace_messages  # noqa: E402,F401
+def _check_delta_kind(message_type: str, kind: str, family: str, trace_id: int) -> None:
+    """A delta's kind must be of its message's family; a trace-only kind needs a trace."""
+    row = kinds.get(kind)
+    if row is None or row.family != family or (not row.live and trace_id <= 0):
+        raise ProtocolError(f"{message_type}: unknown kind {kind!r}")

@@ -9,7 +9,7 @@ finished, cancelled, failed with a reason) and ``collector.answer``.  A
 trace's results travel as ordinary ``profile.delta`` / ``latency.delta``
 messages whose ``trace_id`` names the trace.
 
-Registered in :mod:`webprof.core.protocol`'s decoder on import.  Pure Python.
+Decoded by :func:`webprof.core.protocol.decode`, which lists them.  Pure Python.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .protocol import MESSAGE_TYPES, Message, ProtocolError, _check_non_negative
+from .message import Message, ProtocolError, check_non_negative
 
 TRACE_STATES = ("queued", "compiling", "running", "finished", "cancelled", "failed")
 FINAL_STATES = ("finished", "cancelled", "failed")
@@ -63,7 +63,7 @@ class TraceState(Message):
     def validate(self) -> None:
         if self.state not in TRACE_STATES:
             raise ProtocolError(f"trace.state: unknown state {self.state!r}")
-        _check_non_negative("trace.state", elapsed_ms=self.elapsed_ms,
+        check_non_negative("trace.state", elapsed_ms=self.elapsed_ms,
                             remaining_ms=self.remaining_ms)
         if len(self.reason) > MAX_REASON:
             raise ProtocolError(f"trace.state: reason longer than {MAX_REASON} characters")
@@ -97,6 +97,6 @@ class CollectorAnswer(Message):
             raise ProtocolError(f"collector.answer: error longer than {MAX_REASON} characters")
 
 
+# Known to protocol.decode() through protocol.MESSAGE_TYPES.
 TRACE_MESSAGES: tuple[type[Message], ...] = (TraceStart, TraceCancel, TraceState,
                                              CollectorQuery, CollectorAnswer)
-MESSAGE_TYPES.update({cls.type: cls for cls in TRACE_MESSAGES})

@@ -20,18 +20,12 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Kind -> (label, the fields it uses besides duration and target).
+from .kinds import KINDS
+
+# Kind -> (label, the fields it uses besides duration and target), from the
+# kind table: every kind can run as a trace.
 TRACE_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "cpu": ("CPU profile", ("frequency_hz",)),
-    "offcpu": ("Off-CPU time", ("min_block_us",)),
-    "offwake": ("Off-wake time", ("min_block_us",)),
-    "syscall": ("Syscall latency", ("syscalls",)),
-    "runqlat": ("Run-queue latency", ()),
-    "biolat": ("Block I/O latency", ("device",)),
-    "funclat": ("Function latency (uprobes)", ("binary", "symbols")),
-    "usdt": ("USDT probe counts", ("binary", "probe")),
-    "tracepoint": ("Tracepoint hits with stacks", ("tracepoint",)),
-}
+    k.name: (k.trace_title, k.trace_fields) for k in KINDS}
 TARGETS = ("system", "pid", "comm", "cgroup")
 OPTION_FIELDS = ("frequency_hz", "min_block_us", "syscalls", "device", "binary", "symbols",
                  "probe", "tracepoint")

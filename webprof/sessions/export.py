@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core.flame import FoldedFormatError
 from ..core.formats import parse_folded_any, to_pprof, to_speedscope
-from ..core.protocol import STACK_KINDS
+from ..core.kinds import STACK, unit
 from .models import Session
 from .store import SessionReader, save_tree
 
@@ -39,7 +39,7 @@ def export_session(session: Session, fmt: str, kind: str | None = None,
     range in unix ms (the whole session by default)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    kinds = [k for k in session.kinds if k in STACK_KINDS]
+    kinds = [k for k in session.kinds if k in STACK]
     if kind is None:
         if not kinds:
             raise ExportError("this session has no profile (only latency histograms)")
@@ -50,18 +50,18 @@ def export_session(session: Session, fmt: str, kind: str | None = None,
     if from_ms is not None and to_ms is not None and to_ms <= from_ms:
         raise ExportError("the range must end after it starts")
     result = SessionReader(session).tree(kind, from_ms, to_ms)
-    unit = STACK_KINDS[kind]
+    weight_unit = unit(kind)
     base = _slug(session.name) or f"session-{session.pk}"
     if fmt == "folded":
         return Exported(result.tree.to_folded().encode("utf-8"), "text/plain; charset=utf-8",
                         f"{base}.{kind}.folded")
     if fmt == "speedscope":
         doc = to_speedscope(result.tree, f"{session.name} ({kind})",
-                            "microseconds" if unit == "us" else "none")
+                            "microseconds" if weight_unit == "us" else "none")
         return Exported(json.dumps(doc).encode("utf-8"), "application/json",
                         f"{base}.{kind}.speedscope.json")
     sample_type = {"samples": ("samples", "count"), "us": ("off_cpu", "microseconds"),
-                   "hits": ("hits", "count")}[unit]
+                   "hits": ("hits", "count")}[weight_unit]
     return Exported(to_pprof(result.tree, sample_type), "application/octet-stream",
                     f"{base}.{kind}.pb.gz")
 

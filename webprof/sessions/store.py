@@ -20,11 +20,10 @@ from django.db.models import Sum
 from django.db.models.functions import Length
 
 from ..core.flame import FlameTree
+from ..core.kinds import STORAGE_ORDER as KIND_ORDER
 from ..core.live import NO_FILTER, ProcessFilter
 from ..core.protocol import (
     DEFAULT_SLOT_MS,
-    HISTOGRAM_KINDS,
-    STACK_KINDS,
     LatencyDelta,
     ProfileDelta,
 )
@@ -52,7 +51,6 @@ from .models import (
     SessionString,
 )
 
-KIND_ORDER = (*STACK_KINDS, *HISTOGRAM_KINDS)
 # A chunk starting this long before a range can still reach into it.
 MAX_CHUNK_MS = ROLLUP_MS
 

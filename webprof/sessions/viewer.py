@@ -27,8 +27,8 @@ from django.template.loader import get_template
 from django.views.decorators.http import require_GET
 
 from ..core.diff import diff_functions, diff_wire
+from ..core.kinds import HISTOGRAM, STACK, unit
 from ..core.live import NO_FILTER, ProcessFilter
-from ..core.protocol import HISTOGRAM_KINDS, STACK_KINDS
 from ..core.timeline import ChunkFormatError, paused_gc
 from . import access
 from .models import Session
@@ -81,7 +81,7 @@ def int_param(q: QueryDict, name: str, lo: int, hi: int) -> int | None:
 
 
 def profile_kind(session: Session, raw: str | None) -> str:
-    kinds = [k for k in session.kinds if k in STACK_KINDS]
+    kinds = [k for k in session.kinds if k in STACK]
     if not raw:
         if not kinds:
             raise BadRequest("this session has no profile, only latency histograms")
@@ -93,7 +93,7 @@ def profile_kind(session: Session, raw: str | None) -> str:
 
 
 def latency_kind(session: Session, raw: str | None) -> str:
-    kinds = [k for k in session.kinds if k in HISTOGRAM_KINDS]
+    kinds = [k for k in session.kinds if k in HISTOGRAM]
     if not raw or raw not in kinds:
         raise BadRequest(f"unknown latency kind {(raw or '')[:40]!r}; this session has: "
                          f"{', '.join(kinds) or 'none'}")
@@ -145,7 +145,7 @@ def flame_data(request: HttpRequest, session: Session) -> dict[str, Any]:
         result = SessionReader(session).tree(kind, start, end, flt)
         tree, folded = result.tree.fitted(budget)
         wire = tree.to_wire()
-    return {"kind": kind, "unit": STACK_KINDS[kind], "tree": wire,
+    return {"kind": kind, "unit": unit(kind), "tree": wire,
             "total": result.tree.total, "from_ms": start, "to_ms": end,
             "origin_ms": session.started_ms, "folded_nodes": folded,
             "chunks_read": result.chunks_read, "rollups_read": result.rollups_read,
@@ -156,15 +156,15 @@ def heatmap_data(request: HttpRequest, session: Session) -> dict[str, Any]:
     kind = profile_kind(session, request.GET.get("kind"))
     t0 = time.perf_counter()
     data = SessionReader(session).heatmap(kind).to_dict()
-    data.update(kind=kind, unit=STACK_KINDS[kind],
+    data.update(kind=kind, unit=unit(kind),
                 server_ms=round((time.perf_counter() - t0) * 1000, 1))
     return data
 
 
 def timeline_data(request: HttpRequest, session: Session) -> dict[str, Any]:
     reader = SessionReader(session)
-    kinds = {k: {"unit": STACK_KINDS[k], "points": reader.timeline(k)}
-             for k in session.kinds if k in STACK_KINDS}
+    kinds = {k: {"unit": unit(k), "points": reader.timeline(k)}
+             for k in session.kinds if k in STACK}
     start, end = reader.bounds(None, None)
     return {"origin_ms": start, "end_ms": end, "kinds": kinds}
 
@@ -201,7 +201,7 @@ def diff_data(request: HttpRequest) -> dict[str, Any]:
     if not before.total or not after.total:
         empty = "a" if not before.total else "b"
         raise BadRequest(f"range {empty} has no {kind} samples: nothing to compare")
-    return {"kind": kind, "unit": STACK_KINDS[kind], "a": meta_a, "b": meta_b,
+    return {"kind": kind, "unit": unit(kind), "a": meta_a, "b": meta_b,
             "wire": diff_wire(before, after),
             "functions": diff_functions(before, after)[:MAX_DIFF_ROWS],
             "server_ms": round((time.perf_counter() - t0) * 1000, 1)}
@@ -311,12 +311,12 @@ def page_context(request: HttpRequest, session: Session, token: str | None) -> d
     return context | {
         "session": session, "shared": shared, "data_base": base, "export_base": f"{base}export/",
         "base_template": engines["django"].from_string(SHARED_BASE) if shared else "base.html",
-        "profile_kinds": [k for k in session.kinds if k in STACK_KINDS],
-        "latency_kinds": [k for k in session.kinds if k in HISTOGRAM_KINDS],
-        "units": {k: STACK_KINDS[k] for k in session.kinds if k in STACK_KINDS},
+        "profile_kinds": [k for k in session.kinds if k in STACK],
+        "latency_kinds": [k for k in session.kinds if k in HISTOGRAM],
+        "units": {k: unit(k) for k in session.kinds if k in STACK},
         "health": health, "health_warn": [h for h in health if h["warn"]],
         "can_manage": can_manage, "manage_template": template,
-        "others": [o for o in others if any(k in STACK_KINDS for k in o["kinds"])],
+        "others": [o for o in others if any(k in STACK for k in o["kinds"])],
     }
 
 
@@ -358,8 +358,8 @@ def shared_export(request: HttpRequest, token: str) -> HttpResponse:
 def diff_page(request: HttpRequest) -> HttpResponse:
     sessions = list(Session.objects.order_by("-started_ms").values("id", "name", "kinds")[:200])
     return render(request, "sessions/diff.html", {
-        "sessions": [s for s in sessions if any(k in STACK_KINDS for k in s["kinds"])],
-        "kinds": list(STACK_KINDS), "q": request.GET})
+        "sessions": [s for s in sessions if any(k in STACK for k in s["kinds"])],
+        "kinds": list(STACK), "q": request.GET})
 
 
 flame_json, heatmap_json = by_id(flame_data), by_id(heatmap_data)
