@@ -31,13 +31,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
+from .core.clock import now_ms
 from .core.live import (
     DEFAULT_KEEP_INTERVALS,
     DEFAULT_MAX_NODES,
@@ -81,10 +81,6 @@ def group_name(host: str, prefix: str = "live") -> str:
     if safe != host:
         safe += "-" + hashlib.sha256(host.encode()).hexdigest()[:12]
     return f"{prefix}.{safe}"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class EncodedCache:

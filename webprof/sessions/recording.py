@@ -20,12 +20,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import close_old_connections, connections
 
+from ..core.clock import now_ms
 from ..core.protocol import LatencyDelta, ProfileDelta
 from .models import Session
 from .store import SessionWriter
@@ -34,10 +34,6 @@ log = logging.getLogger(__name__)
 # A fixed-length recording waits this long past its end for the last interval.
 STOP_GRACE_MS = 2500
 POLL_S = 0.25
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass

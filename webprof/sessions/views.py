@@ -36,12 +36,13 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from ..core.clock import now_ms
 from ..models import Host
 from . import access, share
 from .export import ExportError, export_session, import_folded
 from .forms import EditForm, ImportForm, RecordForm, ShareForm
 from .models import LatencyChunk, ProfileChunk, Session, ShareLink
-from .recording import RECORDER, now_ms
+from .recording import RECORDER
 from .retention import human_bytes
 
 PER_PAGE = 50

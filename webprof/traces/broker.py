@@ -29,6 +29,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import DatabaseError
 
+from ..core.clock import now_ms
 from ..core.protocol import Message, encode
 from ..core.trace_messages import (
     FINAL_STATES,
@@ -39,7 +40,7 @@ from ..core.trace_messages import (
     TraceState,
 )
 from ..sessions.models import Session
-from ..sessions.recording import RECORDER, now_ms
+from ..sessions.recording import RECORDER
 from .models import ACTIVE_STATES, AuditEntry, Trace
 
 log = logging.getLogger("webprof.traces")
