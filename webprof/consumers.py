@@ -1,20 +1,18 @@
 """Websocket consumers: collectors push intervals, browsers watch them.
 
-Thin by design: authenticate, decode, hand to the hub, ``group_send``.  The
-hub (webprof.hub) holds the live state and the encoded-message cache; the
-database is touched on hello, on disconnect and at most every
-``LAST_SEEN_EVERY_S`` seconds, never once per frame.
+Thin by design: authenticate, decode, dispatch by message type, hand over.
+A collector socket hands every message to its ingest (webprof/ingest.py),
+whose method for a type is the type's Channels handler name
+(``profile.delta`` -> ``profile_delta``); the ingest coordinates the hub,
+the trace broker, the recorder and the database.  A browser socket asks the
+hub (webprof/hub.py) for snapshots and intervals.
 
 Collectors join the group ``collector.<host>``: a user who changes the
 host's selection on the host page makes the view send ``collector.config``
 there, and every collector of that host forwards it down its socket.
-
 Targeted traces (webprof.traces.broker) talk to one collector connection:
 the broker sends ``trace.start``, ``trace.cancel`` and ``collector.query``
-to that consumer's own channel (``collector.send``), and the consumer hands
-``trace.state`` and ``collector.answer`` back to the broker.  Deltas with a
-``trace_id`` belong to a trace's session only: they never touch the live
-hub and are never broadcast to browsers.
+to that consumer's own channel (``collector.send``).
 
 A browser socket holds at most one profile subscription (``live.subscribe``:
 host, kind, process filter) and one latency subscription
@@ -26,37 +24,30 @@ from __future__ import annotations
 
 import hmac
 import logging
-import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from .core import protocol
-from .core.live import ProcessFilter
+from .core import kinds, protocol
+from .core.live import NO_FILTER, ProcessFilter
 from .core.protocol import (
     CollectorConfig,
     CollectorHello,
     Error,
-    LatencyDelta,
     LatencySubscribe,
     LiveSubscribe,
-    ProfileDelta,
     ProtocolError,
     decode,
     encode,
+    handler_name,
 )
-from .core.trace_messages import CollectorAnswer, TraceState
 from .hub import MAX_HOST_NAME, call, get_hub, group_name
-from .models import Host
-from .sessions.recording import RECORDER
-from .traces.broker import get_broker
+from .ingest import CollectorIngest, Refused
 
 log = logging.getLogger("webprof.consumers")
-
-LAST_SEEN_EVERY_S = 10.0
 
 
 def _sendable_close_code(code: int) -> bool:
@@ -144,10 +135,10 @@ class RefusingConsumer(AsyncWebsocketConsumer):
 class CollectorConsumer(RefusingConsumer):
     """``/ws/collector/``: one collector streaming one host's intervals."""
 
-    host: str | None = None
-    last_db_write = 0.0
+    ingest: CollectorIngest
 
     async def connect(self) -> None:
+        self.ingest = CollectorIngest(self.channel_name, peer(self.scope))
         await self.accept()
         token = request_token(self.scope)
         expected = settings.COLLECTOR_TOKEN
@@ -160,91 +151,20 @@ class CollectorConsumer(RefusingConsumer):
         message = await self.decode_text(text_data, bytes_data)
         if message is None:
             return
-        if self.host is None:
-            if isinstance(message, CollectorHello):
-                await self.hello(message)
-            else:
-                await self.refuse("hello_first", "the first message must be collector.hello")
-        elif isinstance(message, (ProfileDelta, LatencyDelta)):
-            if message.trace_id:
-                await self.trace_delta(message)
-            else:
-                await self.delta(message)
-        elif isinstance(message, TraceState):
-            await get_broker().on_state(self.channel_name, message)
-        elif isinstance(message, CollectorAnswer):
-            get_broker().on_answer(self.channel_name, message)
-        elif isinstance(message, CollectorHello):
-            await self.hello_again(message)
-        elif isinstance(message, Error):
-            # The collector reports what it could not do (a collector that
-            # failed to compile, a config it refused): shown on the host page.
-            log.warning("collector %s reported %s: %s", self.host, message.code, message.message)
-            await call(get_hub().collector_error, self.host, f"{message.code}: {message.message}")
-        else:
+        if self.ingest.host is None and message.type != CollectorHello.type:
+            await self.refuse("hello_first", "the first message must be collector.hello")
+            return
+        handler = getattr(self.ingest, handler_name(message.type), None)
+        if handler is None:
             await self.refuse("unexpected_type", f"{message.type} is not for this endpoint")
-
-    async def hello(self, hello: CollectorHello) -> None:
-        if not hello.host or len(hello.host) > MAX_HOST_NAME:
-            await self.refuse("bad_host", f"host name must be 1..{MAX_HOST_NAME} characters")
             return
-        self.host = hello.host
-        # Traces stored as running that no connection of this process runs are
-        # failed before the host shows as connected, so nobody sees them running.
-        await get_broker().fail_stale(hello.host)
-        # The database row and group first, the hub last: a browser that sees
-        # the host in the hub must not then receive this connect's broadcast
-        # late (the broadcast follows at once, with no database wait between).
-        host = await database_sync_to_async(Host.record_hello)(hello)
-        self.last_db_write = time.monotonic()
-        await self.channel_layer.group_add(group_name(hello.host, "collector"), self.channel_name)
-        await call(get_hub().collector_connected, hello)
-        get_broker().collector_connected(hello.host, self.channel_name)
-        log.info("collector %s connected from %s", hello.host, peer(self.scope))
-        await self.broadcast_status()
-        # The stored selection and options, only when the collector may run
-        # something else (see Host.config_differs): a matching one is left alone.
-        if host.config_differs(hello):
-            await self.send(encode(host.collector_config()))
-
-    async def hello_again(self, hello: CollectorHello) -> None:
-        """A collector applied a collector.config and says what runs now."""
-        if hello.host != self.host:
-            await self.refuse("hello_again", f"this connection said hello as {self.host!r}")
+        try:
+            reply = await handler(message)
+        except Refused as exc:
+            await self.refuse(exc.code, str(exc))
             return
-        await call(get_hub().collector_hello_again, hello)
-        await database_sync_to_async(Host.record_hello)(hello)
-        log.info("collector %s now runs %s", hello.host, ", ".join(hello.collectors) or "nothing")
-
-    async def delta(self, delta: ProfileDelta | LatencyDelta) -> None:
-        if delta.host != self.host:
-            await self.refuse("host_mismatch", f"this connection said hello as {self.host!r}")
-            return
-        hub = get_hub()
-        if isinstance(delta, ProfileDelta):
-            serial = await call(hub.apply, delta)
-            event = "live.interval"
-        else:
-            serial = await call(hub.apply_latency, delta)
-            event = "latency.interval"
-        RECORDER.feed(delta)
-        await self.channel_layer.group_send(
-            group_name(delta.host),
-            {"type": event, "host": delta.host, "kind": delta.kind, "serial": serial,
-             "seq": delta.seq},
-        )
-        if time.monotonic() - self.last_db_write >= LAST_SEEN_EVERY_S:
-            self.last_db_write = time.monotonic()
-            await database_sync_to_async(Host.record_seen)(delta.host, True)
-
-    async def trace_delta(self, delta: ProfileDelta | LatencyDelta) -> None:
-        """A trace's interval: to its session only (late or foreign ones are
-        dropped and counted by the broker)."""
-        if delta.host != self.host:
-            await self.refuse("host_mismatch", f"this connection said hello as {self.host!r}")
-            return
-        if get_broker().accepts_delta(delta.trace_id, self.channel_name):
-            RECORDER.feed(delta)
+        if reply is not None:
+            await self.send(encode(reply))
 
     async def collector_config(self, event: dict[str, Any]) -> None:
         """Group event from the host page: forward the new selection."""
@@ -256,22 +176,7 @@ class CollectorConsumer(RefusingConsumer):
         await self.send(event["text"])
 
     async def disconnect(self, code: int) -> None:
-        if self.host is None:
-            return
-        await self.channel_layer.group_discard(group_name(self.host, "collector"),
-                                               self.channel_name)
-        await get_broker().collector_disconnected(self.host, self.channel_name)
-        hub = get_hub()
-        entry = await call(hub.collector_disconnected, self.host)
-        await database_sync_to_async(Host.record_seen)(self.host, entry.collectors > 0)
-        log.info("collector %s disconnected (code %s)", self.host, code)
-        await self.broadcast_status()
-
-    async def broadcast_status(self) -> None:
-        assert self.host is not None
-        await self.channel_layer.group_send(
-            group_name(self.host), {"type": "host.status", "host": self.host}
-        )
+        await self.ingest.disconnect(code)
 
 
 def config_event(config: CollectorConfig) -> dict[str, Any]:
@@ -279,20 +184,31 @@ def config_event(config: CollectorConfig) -> dict[str, Any]:
     return {"type": "collector.config", "text": encode(config)}
 
 
+@dataclass
+class Subscription:
+    """What one browser socket watches of one family: host, kind, filter, and
+    the last serial already sent (group events up to it are in the snapshot)."""
+
+    host: str
+    kind: str
+    flt: ProcessFilter = NO_FILTER
+    last_serial: int = 0
+
+
+# Browser -> server messages, each a subscription of one family.
+SUBSCRIBE_TYPES = (LiveSubscribe.type, LatencySubscribe.type)
+
+
 class LiveConsumer(RefusingConsumer):
     """``/ws/live/``: one browser watching one host's profile and/or latency.
 
-    ``live`` is (host, kind, filter) and ``latency`` is (host, kind); each
-    has its own last serial: group events up to it are already in the
-    snapshot the socket was sent.
+    It holds at most one subscription per family (a flame graph and a
+    heatmap); a new subscribe of a family replaces that family's previous one
+    and answers with a fresh snapshot.
     """
 
-    live: tuple[str, str, ProcessFilter] | None = None
-    latency: tuple[str, str] | None = None
-    last_serial = 0
-    last_latency_serial = 0
-
     async def connect(self) -> None:
+        self.subs: dict[str, Subscription] = {}  # family -> subscription
         self.groups_joined: set[str] = set()
         await self.accept()
         user = self.scope.get("user")
@@ -303,32 +219,25 @@ class LiveConsumer(RefusingConsumer):
         message = await self.decode_text(text_data, bytes_data)
         if message is None:
             return
-        if not isinstance(message, (LiveSubscribe, LatencySubscribe)):
+        if message.type not in SUBSCRIBE_TYPES:
             await self.refuse("unexpected_type", f"{message.type} is not for this endpoint")
             return
         if not message.host or len(message.host) > MAX_HOST_NAME:
             await self.refuse("bad_host", f"host name must be 1..{MAX_HOST_NAME} characters")
             return
-        hub = get_hub()
-        if isinstance(message, LiveSubscribe):
-            flt = ProcessFilter(pid=message.pid, comm=message.comm or None)
-            self.live = (message.host, message.kind, flt)
-            await self.join_groups()
-            # Computed after group_add: events up to last_serial are in the
-            # snapshot, later ones arrive as live.interval.
-            text, self.last_serial = await call(
-                hub.snapshot_text, message.host, flt, message.kind)
-        else:
-            self.latency = (message.host, message.kind)
-            await self.join_groups()
-            text, self.last_latency_serial = await call(
-                hub.latency_snapshot_text, message.host, message.kind)
+        flt = (ProcessFilter(pid=message.pid, comm=message.comm or None)  # type: ignore[attr-defined]
+               if message.type == LiveSubscribe.type else NO_FILTER)
+        sub = Subscription(message.host, message.kind, flt)
+        self.subs[kinds.BY_NAME[message.kind].family] = sub
+        await self.join_groups()
+        # Computed after group_add: events up to last_serial are in the
+        # snapshot, later ones arrive as interval events.
+        text, sub.last_serial = await call(get_hub().snapshot_text, sub.host, sub.kind, flt)
         await self.send(text)
-        await self.send(await call(hub.status_text, message.host))
+        await self.send(encode(get_hub().hosts.status(sub.host)))
 
     async def join_groups(self) -> None:
-        hosts = {sub[0] for sub in (self.live, self.latency) if sub is not None}
-        wanted = {group_name(h) for h in hosts}
+        wanted = {group_name(sub.host) for sub in self.subs.values()}
         for group in self.groups_joined - wanted:
             await self.channel_layer.group_discard(group, self.channel_name)
         for group in wanted - self.groups_joined:
@@ -336,31 +245,25 @@ class LiveConsumer(RefusingConsumer):
         self.groups_joined = wanted
 
     async def live_interval(self, event: dict[str, Any]) -> None:
-        serial = event["serial"]
-        if self.live is None or serial <= self.last_serial:
-            return
-        host, kind, flt = self.live
-        if (event["host"], event["kind"]) != (host, kind):
-            return
-        text = await call(get_hub().interval_text, host, serial, flt, kind)
-        if text is not None:
-            await self.send(text)
+        await self.forward(self.subs.get("stack"), event)
 
     async def latency_interval(self, event: dict[str, Any]) -> None:
+        await self.forward(self.subs.get("histogram"), event)
+
+    async def forward(self, sub: Subscription | None, event: dict[str, Any]) -> None:
+        """Send one announced interval under this socket's subscription."""
         serial = event["serial"]
-        if self.latency is None or serial <= self.last_latency_serial:
+        if sub is None or serial <= sub.last_serial:
             return
-        host, kind = self.latency
-        if (event["host"], event["kind"]) != (host, kind):
+        if (event["host"], event["kind"]) != (sub.host, sub.kind):
             return
-        text = await call(get_hub().latency_interval_text, host, kind, serial)
+        text = await call(get_hub().interval_text, sub.host, sub.kind, serial, sub.flt)
         if text is not None:
             await self.send(text)
 
     async def host_status(self, event: dict[str, Any]) -> None:
-        hosts = {sub[0] for sub in (self.live, self.latency) if sub is not None}
-        if event["host"] in hosts:
-            await self.send(await call(get_hub().status_text, event["host"]))
+        if event["host"] in {sub.host for sub in self.subs.values()}:
+            await self.send(encode(get_hub().hosts.status(event["host"])))
 
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", set()):

@@ -38,13 +38,14 @@ FIELD_HINTS = (
 
 
 def host_rows() -> list[dict[str, Any]]:
-    """Known hosts, with ``connected`` from the live hub (the database row can
-    be stale after a crash; the hub is what this process actually serves)."""
-    hub = get_hub()
+    """Known hosts, with ``connected`` from the registry of connections (the
+    database row can be stale after a crash; the registry is what this
+    process actually serves)."""
+    registry = get_hub().hosts
     return [
         {
             "name": h.name,
-            "connected": hub.is_connected(h.name),
+            "connected": registry.is_connected(h.name),
             "last_seen": h.last_seen.isoformat(),
             "kernel": h.kernel,
             "collectors": h.collectors,
@@ -85,9 +86,8 @@ def host(request: HttpRequest, name: str) -> HttpResponse:
 def render_host(request: HttpRequest, row: Host, form: CollectorsForm | None,
                 status: int = 200) -> HttpResponse:
     """The overview; ``form`` is a refused post to show with its errors."""
-    hub = get_hub()
-    entry = hub.hosts.get(row.name)
-    hello = entry.hello if entry else None
+    link = get_hub().hosts.view(row.name)
+    hello = link.hello
     running = list(hello.collectors) if hello else None
     config = row.collector_config() if row.pk else CollectorConfig(collectors=["cpu"])
     if form is None:
@@ -102,7 +102,7 @@ def render_host(request: HttpRequest, row: Host, form: CollectorsForm | None,
     choices = [{"kind": k, "title": kinds.BY_NAME[k].title, "wanted": k in picked,
                 "running": running is not None and k in running} for k in COLLECTOR_KINDS]
     context = {
-        "host": row, "connected": hub.is_connected(row.name), "running": running,
+        "host": row, "connected": link.connected, "running": running,
         "running_hz": hello.frequency_hz if hello else None,
         "filters": describe_filters(config), "views": views, "choices": choices,
         "form": form, "option_sets": [
@@ -110,7 +110,7 @@ def render_host(request: HttpRequest, row: Host, form: CollectorsForm | None,
             {"legend": "Off-CPU and off-wake filters (pid also filters the latency collectors)",
              "fields": fields_of(form, FIELD_HINTS[1:])}],
         "can_configure": can_configure(request.user),
-        "errors": hub.errors(row.name), "known": bool(row.pk),
+        "errors": list(link.errors), "known": bool(row.pk),
     }
     return render(request, "host.html", context, status=status)
 

@@ -11,8 +11,8 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from wshelpers import applied, applied_hello, browser, collector, hello, receive
 
+from webprof.core.latency import LATENCY_MAX_SERIES
 from webprof.core.protocol import CollectorHello, LatencyDelta, ProfileDelta, encode
-from webprof.hub import LATENCY_MAX_SERIES
 from webprof.models import Host
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db(transaction=True)]

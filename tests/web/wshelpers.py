@@ -109,7 +109,7 @@ async def applied_hello(host: str, timeout: float = 2) -> None:
     from webprof.hub import get_hub
 
     for _ in range(int(timeout / 0.01)):
-        if get_hub().running(host) is not None:
+        if get_hub().hosts.running(host) is not None:
             # The consumer broadcasts host.status right after: let it finish.
             await asyncio.sleep(0.05)
             return

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field, fields
 
 from .flame import FlameTree
 from .kinds import unit
+from .message import encode
 from .protocol import IntervalTree, LiveInterval, LiveSnapshot, ProfileDelta
+from .streamcache import EncodedCache
 
 DEFAULT_MAX_NODES = 16_384
 # Longest sliding window a browser can ask for, in intervals.
@@ -31,6 +33,8 @@ DEFAULT_MAX_OLDER_KEYS = 400_000
 
 # Filters whose interval trees are cached per interval.
 MAX_CACHED_FILTERS = 8
+# Filters whose latest encoded snapshot a stream keeps.
+SNAPSHOT_FILTERS_PER_STREAM = 16
 
 StackKey = tuple[int, str, tuple[str, ...]]
 
@@ -195,6 +199,48 @@ class LiveState:
         for record in self.recent:
             tree.merge(build_tree(record.stacks.items(), flt))
         return tree
+
+
+@dataclass
+class ProfileStream:
+    """One stack kind of one host as browsers see it: its LiveState and the
+    encoded messages already built from it.
+
+    Same face as :class:`webprof.core.latency.LatencyState`: ``apply``,
+    ``snapshot_text`` and ``interval_text``.
+    """
+
+    state: LiveState
+    cache: EncodedCache = field(default_factory=EncodedCache)
+    # Latest snapshot per filter as (serial, text): snapshots are megabytes, so
+    # only the one matching the current serial is worth keeping.
+    snapshots: dict[ProcessFilter, tuple[int, str]] = field(default_factory=dict)
+
+    @property
+    def serial(self) -> int:
+        return self.state.serial
+
+    def apply(self, delta: ProfileDelta) -> int:
+        """Keep one interval; return its serial."""
+        return self.state.apply(delta).serial
+
+    def snapshot_text(self, flt: ProcessFilter = NO_FILTER) -> tuple[str, int]:
+        """Encoded ``live.snapshot`` and the last serial it includes."""
+        cached = self.snapshots.get(flt)
+        if cached is None or cached[0] != self.state.serial:
+            if len(self.snapshots) >= SNAPSHOT_FILTERS_PER_STREAM:
+                self.snapshots.clear()
+            cached = (self.state.serial, encode(self.state.snapshot(flt)))
+            self.snapshots[flt] = cached
+        return cached[1], cached[0]
+
+    def interval_text(self, serial: int, flt: ProcessFilter = NO_FILTER) -> str | None:
+        """Encoded ``live.interval`` for one serial, or None once retired."""
+        record = self.state.record(serial)
+        if record is None:
+            return None
+        return self.cache.get(("interval", serial, flt),
+                              lambda: encode(self.state.interval_message(record, flt)))
 
 
 def build_tree(items: Iterable[tuple[StackKey, int]], flt: ProcessFilter) -> FlameTree:

@@ -3,8 +3,9 @@
 The embedded server is one daphne process: API views and collector
 consumers run on the same event loop, so a question to a collector is an
 ``asyncio`` future here, resolved by the consumer when ``collector.answer``
-arrives (or failed after :data:`ANSWER_TIMEOUT_S`).  The broker also knows
-which collector connection runs which trace, so that a disconnect fails
+arrives (or failed after :data:`ANSWER_TIMEOUT_S`).  A host's connections
+are found in the registry (webprof/hosts.py); the broker knows which
+collector connection runs which trace, so that a disconnect fails
 exactly that connection's traces, and it keeps the progress figures of
 running traces in memory: the collector reports them every interval, and
 the database is written only when a trace changes state.
@@ -39,6 +40,7 @@ from ..core.trace_messages import (
     TraceStart,
     TraceState,
 )
+from ..hub import get_hub
 from ..sessions.models import Session
 from ..sessions.recording import RECORDER
 from .models import ACTIVE_STATES, AuditEntry, Trace
@@ -80,7 +82,6 @@ class PendingQuery:
 
 class Broker:
     def __init__(self) -> None:
-        self.collectors: dict[str, list[str]] = {}  # host -> channel names, newest last
         self.traces: dict[int, ActiveTrace] = {}
         self.queries: dict[int, PendingQuery] = {}
         self.query_ids = itertools.count(1)
@@ -94,8 +95,7 @@ class Broker:
 
     def channel_for(self, host: str) -> str | None:
         """The connection that gets new traces: the host's newest."""
-        channels = self.collectors.get(host)
-        return channels[-1] if channels else None
+        return get_hub().hosts.channel_for(host)
 
     def is_connected(self, host: str) -> bool:
         return self.channel_for(host) is not None
@@ -162,15 +162,9 @@ class Broker:
 
     # ------------------------------------------------------ collector -> server
 
-    def collector_connected(self, host: str, channel: str) -> None:
-        self.collectors.setdefault(host, []).append(channel)
-
     async def collector_disconnected(self, host: str, channel: str) -> None:
-        channels = self.collectors.get(host, [])
-        if channel in channels:
-            channels.remove(channel)
-        if not channels:
-            self.collectors.pop(host, None)
+        """One connection is gone (the registry already forgot it): its pending
+        questions fail and its traces are failed."""
         for query in [q for q in self.queries.values() if q.channel == channel]:
             if not query.future.done():
                 query.future.set_exception(
