@@ -22,6 +22,7 @@ from .message import (
     Message,
     ProtocolError,
     check_health,
+    check_kind,
     check_non_negative,
     decode_with,
     type_map,
@@ -170,8 +171,7 @@ class LiveSubscribe(Message):
     kind: str = "cpu"  # a live stack kind (kinds.LIVE_STACK)
 
     def validate(self) -> None:
-        if self.kind not in kinds.LIVE_STACK:
-            raise ProtocolError(f"live.subscribe: unknown kind {self.kind!r}")
+        check_kind(self.type, self.kind, kinds.LIVE_STACK)
         if self.pid is not None and not 0 < self.pid < 2**22:
             raise ProtocolError("live.subscribe: pid out of range")
         if self.comm is not None and len(self.comm) > 64:
@@ -269,8 +269,7 @@ class LatencySubscribe(Message):
     kind: str
 
     def validate(self) -> None:
-        if self.kind not in kinds.LIVE_HISTOGRAM:
-            raise ProtocolError(f"latency.subscribe: unknown kind {self.kind!r}")
+        check_kind(self.type, self.kind, kinds.LIVE_HISTOGRAM)
 
 
 @dataclass(frozen=True)
