@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import plotly
 from django.core.exceptions import ImproperlyConfigured
 
-from webprof.core.dburl import DatabaseUrlError, parse_database_url
-from webprof.core.tokens import url_token
+from webprof.dburl import DatabaseUrlError, parse_database_url
+from webprof.sessions.retention import RetentionError, parse_size
+from webprof.tokens import url_token
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -243,8 +245,6 @@ def env_optional_int(name: str, minimum: int, maximum: int) -> int | None:
 
 def env_size(name: str) -> int | None:
     """Bytes from ``500M`` / ``10G`` style text (powers of 1024), or None when unset."""
-    from webprof.sessions.retention import RetentionError, parse_size
-
     raw = os.environ.get(name, "").strip()
     if raw == "":
         return None
@@ -262,8 +262,6 @@ def env_url(name: str, default: str) -> str:
 
 
 def default_public_url() -> str:
-    import socket
-
     return f"http://{socket.gethostname()}:8000"
 
 

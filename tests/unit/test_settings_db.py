@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from webprof.core.dburl import ENGINE, DatabaseUrlError, parse_database_url, redacted
+from webprof.dburl import ENGINE, DatabaseUrlError, parse_database_url, redacted
 
 pytestmark = pytest.mark.unit
 
@@ -170,7 +170,7 @@ def test_settings_refuse_a_bad_url_with_improperly_configured(tmp_path):
 
 def test_parser_module_is_pure():
     code = (
-        "import sys, webprof.core.dburl;"
+        "import sys, webprof.dburl;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('django', 'bcc', 'channels')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

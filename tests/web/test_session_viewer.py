@@ -175,7 +175,7 @@ def test_unknown_session_and_login_required(client, logged_in, phases):
 
 
 def test_data_endpoints_take_an_api_token(client, user, phases):
-    from webprof.traces.auth import create_token, revoke_token
+    from webprof.auth import create_token, revoke_token
 
     token, _row = create_token(user.username)
     url = f"/sessions/{phases.pk}/flame.json"

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from ..core.tokens import token_digest, url_token
+from ..tokens import token_digest, url_token
 from .models import Session, ShareLink
 
 TOKEN_BYTES = 32

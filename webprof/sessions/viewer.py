@@ -26,6 +26,7 @@ from django.template import TemplateDoesNotExist, engines
 from django.template.loader import get_template
 from django.views.decorators.http import require_GET
 
+from ..auth import bearer, resolve_token
 from ..core.diff import diff_functions, diff_wire
 from ..core.kinds import HISTOGRAM, STACK, unit
 from ..core.live import NO_FILTER, ProcessFilter
@@ -33,6 +34,7 @@ from ..core.timeline import ChunkFormatError, paused_gc
 from . import access
 from .models import Session
 from .store import SessionReader
+from .views import export_response, manage_context
 
 # 1973-03-03 in unix ms; a session offset this large would be three years long.
 UNIX_MS_FLOOR = 100_000_000_000
@@ -225,8 +227,6 @@ def api_user(request: HttpRequest) -> Any:
     """The logged-in user, or the user of an ``Authorization: Bearer`` API token
     (so a trace's result can be read with the token that started it); None if
     neither.  A request naming a token is judged by the token alone."""
-    from ..traces.auth import bearer, resolve_token
-
     token = bearer(request)
     if token is None:
         return request.user if request.user.is_authenticated else None
@@ -305,8 +305,6 @@ def page_context(request: HttpRequest, session: Session, token: str | None) -> d
     context: dict[str, Any] = {}
     template = manage_template() if can_manage else None
     if template:
-        from .views import manage_context  # the management views' own context
-
         context.update(manage_context(request, session))
     return context | {
         "session": session, "shared": shared, "data_base": base, "export_base": f"{base}export/",
@@ -344,12 +342,6 @@ def shared_export(request: HttpRequest, token: str) -> HttpResponse:
     session = shared_session(token)
     if session is None:
         return HttpResponse(GONE, status=404, content_type="text/plain; charset=utf-8")
-    from . import views  # the management views; imported late, they import much
-
-    export_response = getattr(views, "export_response", None)
-    if export_response is None:
-        return HttpResponse("export is not available on this server yet", status=501,
-                            content_type="text/plain; charset=utf-8")
     return export_response(session, request.GET)
 
 

@@ -26,9 +26,9 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from ..auth import Caller, caller, csrf_failure, may_start
 from ..core.tracespec import SpecErrors, parse_spec
 from . import records
-from .auth import Caller, caller, csrf_failure, may_start
 from .broker import (
     CollectorRefused,
     CollectorTimeout,

@@ -17,7 +17,7 @@ from ..sessions.commands import CommandError, command
 
 @command
 def token(args: argparse.Namespace) -> int:
-    from .auth import TokenError
+    from ..auth import TokenError
 
     actions = {"create": create, "revoke": revoke, "list": list_tokens}
     try:
@@ -27,7 +27,7 @@ def token(args: argparse.Namespace) -> int:
 
 
 def create(args: argparse.Namespace) -> int:
-    from .auth import create_token
+    from ..auth import create_token
 
     secret, row = create_token(args.username, args.name or "")
     print(secret)
@@ -38,7 +38,7 @@ def create(args: argparse.Namespace) -> int:
 
 
 def revoke(args: argparse.Namespace) -> int:
-    from .auth import revoke_token
+    from ..auth import revoke_token
 
     row = revoke_token(args.token)
     print(f"revoked token {row.prefix}… of {row.user.get_username()}")

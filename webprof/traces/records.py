@@ -14,13 +14,13 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from ..auth import Caller
 from ..core.clock import now_ms
 from ..core.trace_messages import FINAL_STATES
 from ..core.tracespec import TraceSpec
 from ..models import Host
 from ..sessions.models import Session
 from ..sessions.recording import RECORDER
-from .auth import Caller
 from .broker import get_broker
 from .models import ACTIVE_STATES, AuditEntry, Trace
 

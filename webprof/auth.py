@@ -24,8 +24,8 @@ from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 
-from ..core.tokens import token_digest, url_token
-from .models import ApiToken, AuditEntry
+from .tokens import token_digest, url_token
+from .traces.models import ApiToken, AuditEntry
 
 TOKEN_BYTES = 32
 PREFIX_CHARS = 8
@@ -50,7 +50,7 @@ class Caller:
 
 
 def new_token() -> str:
-    """A fresh token; never one starting with '-' (see core.tokens)."""
+    """A fresh token; never one starting with '-' (see webprof.tokens)."""
     return url_token(TOKEN_BYTES)
 
 
