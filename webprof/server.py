@@ -20,6 +20,10 @@ import sys
 import time
 from pathlib import Path
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from .commandline import prepare_django
 from .core import protocol
 
 STOP_GRACE_S = 5.0
@@ -31,32 +35,6 @@ PORT_WAIT_S = 30.0
 TRANSPORT_MAX_MESSAGE_BYTES = protocol.MAX_MESSAGE_BYTES + 1024 * 1024
 
 
-def setup_django() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webprof.settings")
-    import django
-
-    django.setup()
-
-
-def migrate() -> None:
-    from django.core.management import call_command
-
-    call_command("migrate", interactive=False, verbosity=0)
-
-
-def prepare_django() -> bool:
-    """Load settings and migrate; on a configuration error say so, return False."""
-    from django.core.exceptions import ImproperlyConfigured
-
-    try:
-        setup_django()
-        migrate()
-    except ImproperlyConfigured as exc:
-        print(f"webprof: configuration error: {exc}", file=sys.stderr)
-        return False
-    return True
-
-
 def serve(args: argparse.Namespace) -> int:
     """Run daphne on ``args.host:args.port`` until SIGINT/SIGTERM."""
     # daphne.server installs Twisted's asyncio reactor on import: import it first.
@@ -64,8 +42,7 @@ def serve(args: argparse.Namespace) -> int:
     from daphne.server import Server
     if not prepare_django():
         return 2
-    from django.conf import settings
-
+    # The app's modules load models: only once prepare_django() has set Django up.
     from .models import Host
     from .sessions.recording import mark_interrupted
 
@@ -73,7 +50,7 @@ def serve(args: argparse.Namespace) -> int:
     mark_interrupted()
     print(f"collector token: {settings.COLLECTOR_TOKEN}", flush=True)
     print(f"serving on {url(args.host, args.port)} (data in {settings.DATA_DIR})", flush=True)
-    from .asgi import application
+    from .asgi import application  # after the two above: it loads the consumers and hub
 
     endpoints = build_endpoint_description_strings(host=args.host, port=args.port)
     Server(
@@ -95,8 +72,6 @@ def url(host: str, port: int) -> str:
 
 def ensure_admin(data_dir: Path) -> None:
     """Create the local ``admin`` account once and print its password once."""
-    from django.contrib.auth import get_user_model
-
     users = get_user_model()
     password_file = data_dir / "admin-password"
     if users.objects.filter(username="admin").exists():
@@ -156,8 +131,6 @@ def _raise_stop(signum: int, _frame: object) -> None:
 def up(args: argparse.Namespace) -> int:
     if not prepare_django():
         return 2
-    from django.conf import settings
-
     ensure_admin(settings.DATA_DIR)
     env = dict(os.environ, WEBPROF_DATA_DIR=str(settings.DATA_DIR))
     signal.signal(signal.SIGTERM, _raise_stop)

@@ -11,70 +11,28 @@ protocol messages from the collectors' side as a plain list.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import platform
 import socket
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from .retention import human_bytes
+from django.conf import settings
+from django.db import DatabaseError
+from django.db.models import Q
+from django.utils import timezone
 
-EXIT_ERROR = 2
-
-
-class CommandError(Exception):
-    """An expected failure; its message is printed as the one error line."""
-
-
-def command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Set up Django, run ``func``, and report failures as one line, exit 2."""
-
-    @functools.wraps(func)
-    def run(args: argparse.Namespace) -> int:
-        from django.db import DatabaseError
-
-        if not prepare(f"webprof {args.command}"):
-            return EXIT_ERROR
-        try:
-            return func(args)
-        except CommandError as exc:
-            print(f"webprof {args.command}: {exc}", file=sys.stderr)
-        except DatabaseError as exc:
-            print(f"webprof {args.command}: database error: {_first_line(exc)}",
-                  file=sys.stderr)
-        except OSError as exc:
-            print(f"webprof {args.command}: {exc.strerror or exc}"
-                  f"{f': {exc.filename}' if exc.filename else ''}", file=sys.stderr)
-        return EXIT_ERROR
-
-    return run
-
-
-def prepare(who: str) -> bool:
-    """Load Django and migrate (as ``serve`` does); False after saying why not."""
-    from django.db import DatabaseError
-
-    from ..server import prepare_django
-
-    try:
-        return prepare_django()
-    except DatabaseError as exc:
-        print(f"{who}: cannot open the database: {_first_line(exc)}", file=sys.stderr)
-        return False
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+from ..commandline import EXIT_ERROR, CommandError, command, first_line, prepare
+from . import retention
+from .retention import RetentionError, human_bytes, parse_age_ms, parse_size
 
 
 def find_session(ref: str) -> Any:
     """A session by id, or by exact name when no id matches."""
+    # Loads models: only once command() has set Django up.
     from .models import Session
 
     if ref.isdigit():
@@ -91,8 +49,6 @@ def find_session(ref: str) -> Any:
 
 
 def public_url(base: str | None) -> str:
-    from django.conf import settings
-
     url = (base or settings.WEBPROF_PUBLIC_URL).strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise CommandError(f"the base URL must start with http:// or https://, got {url!r}")
@@ -127,8 +83,7 @@ def session_row(s: Any) -> dict[str, Any]:
 
 @command
 def list_sessions(args: argparse.Namespace) -> int:
-    from django.db.models import Q
-
+    # Loads models: only once command() has set Django up.
     from .models import Session
 
     sessions = Session.objects.select_related("owner")
@@ -166,6 +121,7 @@ def print_table(table: list[tuple[str, ...]]) -> None:
 
 @command
 def share(args: argparse.Namespace) -> int:
+    # Loads models: only once command() has set Django up.
     from .share import ShareError, create_link, parse_expiry
 
     session = find_session(args.session)
@@ -184,13 +140,12 @@ def share(args: argparse.Namespace) -> int:
 
 @command
 def unshare(args: argparse.Namespace) -> int:
+    # Loads models: only once command() has set Django up.
     from .share import ShareError, revoke
 
     token = args.token.strip()
     if "/s/" in token:  # a whole URL pasted: take its token
         token = token.split("/s/", 1)[1].strip("/")
-    from django.utils import timezone
-
     before = timezone.now()
     try:
         link = revoke(token)
@@ -233,6 +188,7 @@ def _range_ms(session: Any, seconds: float | None) -> int | None:
 
 @command
 def export(args: argparse.Namespace) -> int:
+    # Loads models: only once command() has set Django up.
     from .export import ExportError, export_session
 
     session = find_session(args.session)
@@ -257,6 +213,7 @@ def export(args: argparse.Namespace) -> int:
 
 @command
 def import_file(args: argparse.Namespace) -> int:
+    # Loads models: only once command() has set Django up.
     from .export import ExportError, import_folded
 
     if args.file == "-":
@@ -306,15 +263,14 @@ class RecordingSaver:
                 "collectors": {args.kind: options}}
 
     def save(self, deltas: list[Any]) -> int:
-        from django.db import DatabaseError
-
+        # Loads models: only once prepare() has set Django up.
         from .store import save_deltas
 
         try:
             session = save_deltas(deltas, **self.fields(deltas))
         except DatabaseError as exc:
             print("webprof record: the recording was not saved: database error: "
-                  f"{_first_line(exc)}", file=sys.stderr)
+                  f"{first_line(exc)}", file=sys.stderr)
             return EXIT_ERROR
         url = f"{public_url(None)}/sessions/{session.pk}/"
         print(f"webprof record: saved session {session.pk} {session.name!r} "
@@ -328,10 +284,6 @@ class RecordingSaver:
 
 @command
 def prune(args: argparse.Namespace) -> int:
-    from django.conf import settings
-
-    from . import retention
-
     max_age_ms, max_bytes = _limits(args)
     if max_age_ms is None and max_bytes is None:
         print("webprof prune: no limit set (WEBPROF_RETENTION_MAX_AGE_DAYS, "
@@ -347,10 +299,6 @@ def prune(args: argparse.Namespace) -> int:
 
 
 def _limits(args: argparse.Namespace) -> tuple[int | None, int | None]:
-    from django.conf import settings
-
-    from .retention import RetentionError, parse_age_ms, parse_size
-
     days = settings.WEBPROF_RETENTION_MAX_AGE_DAYS
     max_age_ms = days * 86_400_000 if days else None
     max_bytes = settings.WEBPROF_RETENTION_MAX_BYTES
@@ -366,8 +314,6 @@ def _limits(args: argparse.Namespace) -> tuple[int | None, int | None]:
 
 def _prune_locked(args: argparse.Namespace, max_age_ms: int | None,
                   max_bytes: int | None) -> int:
-    from . import retention
-
     todo = retention.plan(max_age_ms, max_bytes)
     verb = "would remove" if args.dry_run else "removed"
 

@@ -12,11 +12,14 @@ import argparse
 import json
 import sys
 
-from ..sessions.commands import CommandError, command
+from django.contrib.auth import get_user_model
+
+from ..commandline import CommandError, command
 
 
 @command
 def token(args: argparse.Namespace) -> int:
+    # Loads models: only once command() has set Django up.
     from ..auth import TokenError
 
     actions = {"create": create, "revoke": revoke, "list": list_tokens}
@@ -27,6 +30,7 @@ def token(args: argparse.Namespace) -> int:
 
 
 def create(args: argparse.Namespace) -> int:
+    # Loads models: only once command() has set Django up.
     from ..auth import create_token
 
     secret, row = create_token(args.username, args.name or "")
@@ -38,6 +42,7 @@ def create(args: argparse.Namespace) -> int:
 
 
 def revoke(args: argparse.Namespace) -> int:
+    # Loads models: only once command() has set Django up.
     from ..auth import revoke_token
 
     row = revoke_token(args.token)
@@ -46,8 +51,7 @@ def revoke(args: argparse.Namespace) -> int:
 
 
 def list_tokens(args: argparse.Namespace) -> int:
-    from django.contrib.auth import get_user_model
-
+    # Loads models: only once command() has set Django up.
     from .models import ApiToken
 
     rows = ApiToken.objects.select_related("user").order_by("user__username", "-created")
