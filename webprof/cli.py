@@ -14,125 +14,172 @@ import sys
 import textwrap
 from typing import Any
 
+from .argtypes import (
+    collector_list,
+    duration,
+    frequency,
+    interval,
+    non_negative,
+    pid,
+    port,
+    seconds,
+)
 from .core.kinds import LIVE as LIVE_KINDS
 
 DEFAULT_INTERVAL_S = 1.0
 DEFAULT_FREQUENCY_HZ = 49
-
-
-def frequency(text: str) -> int:
-    value = _int(text, "frequency")
-    if not 1 <= value <= 999:
-        raise argparse.ArgumentTypeError(f"frequency must be 1..999 Hz, got {value}")
-    return value
-
-
-def duration(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value <= 86_400:
-        raise argparse.ArgumentTypeError(f"duration must be > 0 and <= 86400 s, got {text}")
-    return value
-
-
-def interval(text: str) -> float:
-    value = duration(text)
-    if not 0.1 <= value <= 60:
-        raise argparse.ArgumentTypeError(f"interval must be 0.1..60 s, got {text}")
-    return value
-
-
-def pid(text: str) -> int:
-    value = _int(text, "pid")
-    if not 0 < value < 2**22:
-        raise argparse.ArgumentTypeError(f"pid must be a positive process id, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = _int(text, "value")
-    if not 0 <= value < 2**40:
-        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {value}")
-    return value
-
-
-def port(text: str) -> int:
-    value = _int(text, "port")
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"port must be 1..65535, got {value}")
-    return value
-
-
-def _int(text: str, what: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
-
-
-def _add_sampling(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--frequency",
-        type=frequency,
-        default=DEFAULT_FREQUENCY_HZ,
-        metavar="HZ",
-        help=f"CPU sampling rate per CPU, 1..999 (default {DEFAULT_FREQUENCY_HZ}; "
-        "avoid exactly 100, which beats against timer-driven code)",
-    )
-
-
-def _add_collect_options(p: argparse.ArgumentParser) -> None:
-    _add_sampling(p)
-    p.add_argument(
-        "--interval",
-        type=interval,
-        default=DEFAULT_INTERVAL_S,
-        metavar="S",
-        help=f"seconds between map drains and updates (default {DEFAULT_INTERVAL_S:g})",
-    )
-
-
-def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 <= value < 10**9:
-        raise argparse.ArgumentTypeError(f"seconds must be >= 0, got {text}")
-    return value
-
-
-def _add_save(p: argparse.ArgumentParser) -> None:
-    kind = p.prog.split()[-1]
-    p.epilog = _examples(f"webprof record {kind} --duration 30 -o {kind}.out",
-                         f"webprof record {kind} --duration 60 --save 'after fix' > /dev/null")
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--save", metavar="NAME",
-                   help="also save the recording as a session named NAME in webprof's "
-                   "database (WEBPROF_DATA_DIR or DATABASE_URL) and print its id and URL")
-
-
-def _examples(*lines: str) -> str:
-    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
-
-
-def _session_parser(sub: Any, name: str, summary: str, description: str, handler: str,
-                    *examples: str) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=summary, description=textwrap.fill(description, 78),
-                       epilog=_examples(*examples),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.set_defaults(handler=f"webprof.sessions.commands:{handler}")
-    return p
-
-
+COLLECTORS_HELP = (f"comma-separated collectors to start: {','.join(LIVE_KINDS)} "
+                   "(default cpu; the host page can change them while running)")
 SESSION_REF = "a session id, or its exact name"
 PUBLIC_URL_HELP = ("base of the printed URL (default: the WEBPROF_PUBLIC_URL setting, from the "
                    "environment variable of that name; else http://<this hostname>:8000)")
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="webprof",
+        description="Live Linux profiling in the browser, built on eBPF.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # In this order in `webprof --help`.
+    for add in (_add_server_commands, _add_record_command, _add_doctor_command,
+                _add_session_commands, _add_transfer_commands, _add_prune_command,
+                _add_token_commands):
+        add(sub)
+    return parser
+
+
+def _add_server_commands(sub: Any) -> None:
+    """up, serve, collect: the dashboard, the collector, or both."""
+    up = sub.add_parser(
+        "up",
+        help="run the dashboard and a local collector (embedded defaults)",
+        description="Start the server (daphne, SQLite, in-memory channel layer) and a "
+        "collector for this machine, and print the URL. Ctrl-C stops both.",
+    )
+    up.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    up.add_argument("--port", type=port, default=8000, help="port to listen on (default 8000)")
+    _add_collect_options(up)
+    up.add_argument("--collectors", type=collector_list, default=["cpu"], metavar="LIST",
+                    help=COLLECTORS_HELP)
+    up.set_defaults(handler="webprof.server:up")
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the server only, under daphne",
+        description="Run the web server only. Collectors connect with the token "
+        "printed at start-up (or WEBPROF_COLLECTOR_TOKEN).",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=port, default=8000, help="port to listen on")
+    serve.set_defaults(handler="webprof.server:serve")
+
+    collect = sub.add_parser(
+        "collect",
+        help="run a collector only, streaming to a server",
+        description="Profile this machine and stream to a webprof server. Needs root "
+        "(or CAP_BPF and CAP_PERFMON).",
+    )
+    collect.add_argument("--server", required=True, metavar="URL", help="e.g. ws://host:8000")
+    collect.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="collector token shown by the server (default: $WEBPROF_TOKEN)",
+    )
+    collect.add_argument("--name", metavar="HOST", help="host name to report (default: hostname)")
+    _add_collect_options(collect)
+    collect.add_argument("--collectors", type=collector_list, default=["cpu"], metavar="LIST",
+                         help=COLLECTORS_HELP)
+    collect.set_defaults(handler="collectors.runner:main")
+
+
+def _add_record_command(sub: Any) -> None:
+    """record KIND: one parser per kind, each writing to a file or stdout."""
+    record = sub.add_parser(
+        "record",
+        help="record a profile headlessly, no server needed",
+        description="Record with eBPF and write the result to a file or stdout; with "
+        "--save NAME also keep it as a session in webprof's database.",
+    )
+    kinds = record.add_subparsers(dest="kind", metavar="KIND", required=True)
+    _add_record_cpu(kinds)
+    _add_record_offcpu(kinds)
+    _add_record_latency(kinds)
+
+
+def _add_record_cpu(kinds: Any) -> None:
+    cpu = kinds.add_parser(
+        "cpu",
+        help="sample on-CPU stacks; writes folded stacks",
+        description="Sample user and kernel stacks on every CPU and write Brendan "
+        "Gregg's folded format: 'comm;outermost;...;leaf COUNT', kernel frames "
+        "suffixed with _[k].",
+    )
+    cpu.add_argument("--duration", type=duration, required=True, metavar="S", help="seconds")
+    _add_sampling(cpu)
+    cpu.add_argument("--pid", type=pid, help="only this process (all its threads)")
+    cpu.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    _add_save(cpu)
+    cpu.set_defaults(handler="collectors.record:main")
+
+
+def _add_record_offcpu(kinds: Any) -> None:
+    for kind, what in (
+        ("offcpu", "time blocked off-CPU per stack"),
+        ("offwake", "time blocked per stack, joined to the waker's stack"),
+    ):
+        p = kinds.add_parser(
+            kind,
+            help=f"{what}; writes folded stacks in microseconds",
+            description=f"Record {what} from the sched tracepoints and write folded "
+            "stacks whose values are microseconds.",
+        )
+        p.add_argument("--duration", type=duration, required=True, metavar="S", help="seconds")
+        p.add_argument("--pid", type=pid, help="only this process (all its threads)")
+        p.add_argument("--min-block-us", type=non_negative, default=1, metavar="US",
+                       help="ignore blocks shorter than this (default 1 us)")
+        p.add_argument("--max-block-us", type=non_negative, metavar="US",
+                       help="ignore blocks longer than this")
+        p.add_argument("--all-threads", action="store_true",
+                       help="include kernel threads (default: user threads only)")
+        p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+        _add_save(p)
+        p.set_defaults(handler="collectors.offcpu:record_main")
+
+
+def _add_record_latency(kinds: Any) -> None:
+    for kind, what in (
+        ("runqlat", "run-queue latency (wakeup to running)"),
+        ("biolat", "block I/O latency (issue to completion), per device and direction"),
+        ("syscall", "system call latency, per system call"),
+    ):
+        p = kinds.add_parser(
+            kind,
+            help=f"{what} as log2 histograms",
+            description=f"Record {what} as log2 histograms in microseconds.",
+        )
+        p.add_argument("--duration", type=duration, required=True, metavar="S", help="seconds")
+        p.add_argument("--pid", type=pid, help="only this process (all its threads)")
+        p.add_argument("--format", choices=("json", "text"), default="text",
+                       help='text: log2 histograms; json: {"unit": "us", "series": '
+                       "{NAME: [[low, high, count], ...]}}")
+        p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+        _add_save(p)
+        p.set_defaults(handler="collectors.latency:record_main")
+
+
+def _add_doctor_command(sub: Any) -> None:
+    doctor = sub.add_parser(
+        "doctor",
+        help="check that this machine can run the collectors",
+        description="Check privileges, the bpf syscall, tracefs, kernel headers, BTF, "
+        "perf events and a trivial bcc compile; say how to fix what fails.",
+    )
+    doctor.set_defaults(handler="collectors.doctor:main")
+
+
 def _add_session_commands(sub: Any) -> None:
+    """sessions, share, unshare, shares: list sessions and their read-only links."""
     p = _session_parser(
         sub, "sessions", "list recorded and imported sessions",
         "List sessions, newest first: id, name, host, kinds, start, duration, size on "
@@ -159,7 +206,6 @@ def _add_session_commands(sub: Any) -> None:
         "`webprof shares` lists. Tokens may start with '-': put them after '--'.",
         "unshare", "webprof unshare -- Xk3_9aQz", "webprof unshare -- -bR2xY7q")
     p.add_argument("token", metavar="TOKEN", help="the token, the link's URL or its prefix")
-
     p = _session_parser(
         sub, "shares", "list a session's active share links",
         "List a session's active (not revoked, not expired) share links by prefix.",
@@ -167,6 +213,9 @@ def _add_session_commands(sub: Any) -> None:
     p.add_argument("session", metavar="SESSION", help=SESSION_REF)
     p.add_argument("--json", action="store_true", help="print a JSON array instead")
 
+
+def _add_transfer_commands(sub: Any) -> None:
+    """export, import: a session to a file and a folded-stacks file to a session."""
     p = _session_parser(
         sub, "export", "write a session (or a time range of it) to a file",
         "Export one profile kind of a session as folded stacks (FlameGraph, speedscope), "
@@ -195,6 +244,8 @@ def _add_session_commands(sub: Any) -> None:
     p.add_argument("--name", required=True, help="the new session's name")
     p.add_argument("--host", help="the host it was recorded on (default: none)")
 
+
+def _add_prune_command(sub: Any) -> None:
     p = _session_parser(
         sub, "prune", "delete old sessions to keep within age and size limits (cron-safe)",
         "Delete finished sessions older than the age limit, then the oldest finished ones "
@@ -221,142 +272,6 @@ def _add_session_commands(sub: Any) -> None:
                    help="wait for a running prune to finish instead of exiting")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="webprof",
-        description="Live Linux profiling in the browser, built on eBPF.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def collector_list(text: str) -> list[str]:
-        """``cpu,offcpu,runqlat`` -> a list of known collector kinds, no repeats."""
-        known = LIVE_KINDS
-        names = [n.strip() for n in text.split(",") if n.strip()]
-        bad = [n for n in names if n not in known]
-        if bad or not names:
-            raise argparse.ArgumentTypeError(
-                f"unknown collectors {', '.join(bad) or '(none given)'}; choose from "
-                f"{','.join(known)}")
-        return list(dict.fromkeys(names))
-
-    collectors_help = (f"comma-separated collectors to start: {','.join(LIVE_KINDS)} "
-                       "(default cpu; the host page can change them while running)")
-
-    up = sub.add_parser(
-        "up",
-        help="run the dashboard and a local collector (embedded defaults)",
-        description="Start the server (daphne, SQLite, in-memory channel layer) and a "
-        "collector for this machine, and print the URL. Ctrl-C stops both.",
-    )
-    up.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    up.add_argument("--port", type=port, default=8000, help="port to listen on (default 8000)")
-    _add_collect_options(up)
-    up.add_argument("--collectors", type=collector_list, default=["cpu"], metavar="LIST",
-                    help=collectors_help)
-    up.set_defaults(handler="webprof.server:up")
-
-    serve = sub.add_parser(
-        "serve",
-        help="run the server only, under daphne",
-        description="Run the web server only. Collectors connect with the token "
-        "printed at start-up (or WEBPROF_COLLECTOR_TOKEN).",
-    )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=port, default=8000, help="port to listen on")
-    serve.set_defaults(handler="webprof.server:serve")
-
-    collect = sub.add_parser(
-        "collect",
-        help="run a collector only, streaming to a server",
-        description="Profile this machine and stream to a webprof server. Needs root "
-        "(or CAP_BPF and CAP_PERFMON).",
-    )
-    collect.add_argument("--server", required=True, metavar="URL", help="e.g. ws://host:8000")
-    collect.add_argument(
-        "--token",
-        metavar="TOKEN",
-        help="collector token shown by the server (default: $WEBPROF_TOKEN)",
-    )
-    collect.add_argument("--name", metavar="HOST", help="host name to report (default: hostname)")
-    _add_collect_options(collect)
-    collect.add_argument("--collectors", type=collector_list, default=["cpu"], metavar="LIST",
-                         help=collectors_help)
-    collect.set_defaults(handler="collectors.runner:main")
-
-    record = sub.add_parser(
-        "record",
-        help="record a profile headlessly, no server needed",
-        description="Record with eBPF and write the result to a file or stdout; with "
-        "--save NAME also keep it as a session in webprof's database.",
-    )
-    kinds = record.add_subparsers(dest="kind", metavar="KIND", required=True)
-    cpu = kinds.add_parser(
-        "cpu",
-        help="sample on-CPU stacks; writes folded stacks",
-        description="Sample user and kernel stacks on every CPU and write Brendan "
-        "Gregg's folded format: 'comm;outermost;...;leaf COUNT', kernel frames "
-        "suffixed with _[k].",
-    )
-    cpu.add_argument("--duration", type=duration, required=True, metavar="S", help="seconds")
-    _add_sampling(cpu)
-    cpu.add_argument("--pid", type=pid, help="only this process (all its threads)")
-    cpu.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
-    _add_save(cpu)
-    cpu.set_defaults(handler="collectors.record:main")
-
-    for kind, what in (
-        ("offcpu", "time blocked off-CPU per stack"),
-        ("offwake", "time blocked per stack, joined to the waker's stack"),
-    ):
-        p = kinds.add_parser(
-            kind,
-            help=f"{what}; writes folded stacks in microseconds",
-            description=f"Record {what} from the sched tracepoints and write folded "
-            "stacks whose values are microseconds.",
-        )
-        p.add_argument("--duration", type=duration, required=True, metavar="S", help="seconds")
-        p.add_argument("--pid", type=pid, help="only this process (all its threads)")
-        p.add_argument("--min-block-us", type=_non_negative, default=1, metavar="US",
-                       help="ignore blocks shorter than this (default 1 us)")
-        p.add_argument("--max-block-us", type=_non_negative, metavar="US",
-                       help="ignore blocks longer than this")
-        p.add_argument("--all-threads", action="store_true",
-                       help="include kernel threads (default: user threads only)")
-        p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
-        _add_save(p)
-        p.set_defaults(handler="collectors.offcpu:record_main")
-
-    for kind, what in (
-        ("runqlat", "run-queue latency (wakeup to running)"),
-        ("biolat", "block I/O latency (issue to completion), per device and direction"),
-        ("syscall", "system call latency, per system call"),
-    ):
-        p = kinds.add_parser(
-            kind,
-            help=f"{what} as log2 histograms",
-            description=f"Record {what} as log2 histograms in microseconds.",
-        )
-        p.add_argument("--duration", type=duration, required=True, metavar="S", help="seconds")
-        p.add_argument("--pid", type=pid, help="only this process (all its threads)")
-        p.add_argument("--format", choices=("json", "text"), default="text",
-                       help='text: log2 histograms; json: {"unit": "us", "series": '
-                       "{NAME: [[low, high, count], ...]}}")
-        p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
-        _add_save(p)
-        p.set_defaults(handler="collectors.latency:record_main")
-
-    doctor = sub.add_parser(
-        "doctor",
-        help="check that this machine can run the collectors",
-        description="Check privileges, the bpf syscall, tracefs, kernel headers, BTF, "
-        "perf events and a trivial bcc compile; say how to fix what fails.",
-    )
-    doctor.set_defaults(handler="collectors.doctor:main")
-    _add_session_commands(sub)
-    _add_token_commands(sub)
-    return parser
-
-
 def _add_token_commands(sub: Any) -> None:
     p = sub.add_parser(
         "token", help="create, revoke or list API tokens (Authorization: Bearer)",
@@ -381,6 +296,51 @@ def _add_token_commands(sub: Any) -> None:
     listing.add_argument("--json", action="store_true", help="print a JSON array instead")
 
 
+def _add_sampling(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--frequency",
+        type=frequency,
+        default=DEFAULT_FREQUENCY_HZ,
+        metavar="HZ",
+        help=f"CPU sampling rate per CPU, 1..999 (default {DEFAULT_FREQUENCY_HZ}; "
+        "avoid exactly 100, which beats against timer-driven code)",
+    )
+
+
+def _add_collect_options(p: argparse.ArgumentParser) -> None:
+    _add_sampling(p)
+    p.add_argument(
+        "--interval",
+        type=interval,
+        default=DEFAULT_INTERVAL_S,
+        metavar="S",
+        help=f"seconds between map drains and updates (default {DEFAULT_INTERVAL_S:g})",
+    )
+
+
+def _add_save(p: argparse.ArgumentParser) -> None:
+    kind = p.prog.split()[-1]
+    p.epilog = _examples(f"webprof record {kind} --duration 30 -o {kind}.out",
+                         f"webprof record {kind} --duration 60 --save 'after fix' > /dev/null")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--save", metavar="NAME",
+                   help="also save the recording as a session named NAME in webprof's "
+                   "database (WEBPROF_DATA_DIR or DATABASE_URL) and print its id and URL")
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _session_parser(sub: Any, name: str, summary: str, description: str, handler: str,
+                    *examples: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=summary, description=textwrap.fill(description, 78),
+                       epilog=_examples(*examples),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(handler=f"webprof.sessions.commands:{handler}")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module_name, func_name = args.handler.split(":")
@@ -397,6 +357,7 @@ def record_and_save(args: argparse.Namespace, handler: Any) -> int:
     """``record ... --save``: the collectors' side records as usual and keeps
     its protocol messages in ``args.keep_deltas``; the Django side stores them.
     Only this dispatcher sees both sides, so neither package imports the other."""
+    # Django's side, loaded only for --save: a plain `record` never imports Django.
     from .sessions.commands import RecordingSaver
 
     saver = RecordingSaver(args)
