@@ -43,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from collectors.latency import COLLECTORS  # noqa: E402
+from collectors.registry import loader_class  # noqa: E402
 
 BPF_STATS = "/proc/sys/kernel/bpf_stats_enabled"
 
@@ -184,7 +184,7 @@ def measure(kind: str, binary: Path, n: int, runs: int) -> Result:
     stats = (0, 0, 0)
     for i in range(runs):
         base.append(run_once(kind, binary, n))
-        with COLLECTORS[kind]() as collector:
+        with loader_class(kind)() as collector:
             drainer = Drainer(collector)
             drainer.start()
             time.sleep(0.2)

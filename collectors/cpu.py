@@ -24,21 +24,20 @@ from __future__ import annotations
 
 import ctypes as ct
 import gc
-import socket
 import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
-from collectors import bcc_env
+from collectors.base import Loader
+from collectors.delta import Merged, build_profile_delta
 from collectors.maps import HashDrainer, StackReader
 from collectors.slots import slot_windows, wall_minus_mono_ns
 from collectors.symbols import StackNames, Symbolizer
-from collectors.target import target_cflags
-from webprof.core.protocol import DEFAULT_SLOT_MS, HEALTH_KEYS, ProfileDelta
+from collectors.target import comm_text
+from webprof.core.protocol import DEFAULT_SLOT_MS, ProfileDelta
 
-BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "cpu.bpf.c"
 KEY = struct.Struct("<IiiI16s")  # struct key_t in cpu.bpf.c: tgid, user, kernel, slot, comm
 TASK = struct.Struct("<I16s")  # struct task_t
 # Order of enum health_index in cpu.bpf.c.
@@ -61,25 +60,20 @@ class RawInterval:
     wall_minus_mono_ns: int = 0  # time.time_ns() - CLOCK_MONOTONIC, measured at the drain
 
 
-class CpuCollector:
+class CpuCollector(Loader):
     """Loader for cpu.bpf.c.  Entering compiles and attaches; leaving detaches."""
 
     kind = "cpu"
-    source = BPF_SOURCE
+    kernel_health = KERNEL_HEALTH
 
     def __init__(self, frequency_hz: int = 49, pid: int | None = None,
                  interval_ms: int = 1000, *, host: str | None = None,
                  counts_size: int = 40960, stack_storage_size: int = 16384,
                  slot_ms: int = DEFAULT_SLOT_MS, cgroup_id: int | None = None,
                  target_comm: str | None = None) -> None:
+        super().__init__(pid=pid, cgroup_id=cgroup_id, target_comm=target_comm,
+                         interval_ms=interval_ms, host=host)
         self.frequency_hz = frequency_hz
-        self.pid = pid
-        # Targeted traces: a cgroup v2 id and an exact task name, both tested
-        # in the kernel (bpf/target.h).
-        self.cgroup_id = cgroup_id
-        self.target_comm = target_comm
-        self.interval_ms = interval_ms
-        self.host = host or socket.gethostname()
         self.counts_size = counts_size
         self.stack_storage_size = stack_storage_size
         if not 1 <= slot_ms <= 1000:
@@ -87,12 +81,7 @@ class CpuCollector:
         self.slot_ms = slot_ms
         self.symbolizer = Symbolizer()
         self.names = StackNames(self.symbolizer, max_entries=_CACHE_MAX)
-        self.seq = 0
         self.lost_task_events = 0
-        self._bpf = None
-        self._set = 0
-        self._health_totals = [dict.fromkeys(KERNEL_HEALTH, 0) for _ in range(2)]
-        self._start_ms = 0
         self._expired_at = 0.0
         self._drainer = HashDrainer()
         self._poller: threading.Thread | None = None
@@ -103,44 +92,34 @@ class CpuCollector:
         flags = [f"-DCOUNTS_SIZE={int(self.counts_size)}",
                  f"-DSTACK_STORAGE_SIZE={int(self.stack_storage_size)}",
                  f"-DSLOT_NS={int(self.slot_ms) * 1_000_000}"]
-        return flags + target_cflags(self.pid, self.cgroup_id, self.target_comm)
+        return flags + super().cflags()
 
-    def __enter__(self) -> CpuCollector:
-        self._bpf = bcc_env.load(self.source, self.cflags())
-        try:
-            self._bpf[b"new_tasks"].open_perf_buffer(self._on_new_task, page_cnt=16,
-                                                    lost_cb=self._on_lost_tasks)
-            self.attach(self._bpf)
-        except Exception:
-            self._bpf.cleanup()
-            self._bpf = None
-            raise
-        self.symbolizer.kernel_frames([])  # load /proc/kallsyms now, not in the first drain
-        self._start_ms = _now_ms()
-        self._stop.clear()
-        self._poller = threading.Thread(target=self._poll_tasks, name="cpu-new-tasks",
-                                        daemon=True)
-        self._poller.start()
-        return self
+    def attach(self, bpf: Any) -> None:
+        """Listen for new processes, then attach the entry point."""
+        bpf[b"new_tasks"].open_perf_buffer(self._on_new_task, page_cnt=16,
+                                          lost_cb=self._on_lost_tasks)
+        self.attach_entry(bpf)
 
-    def attach(self, bpf) -> None:
+    def attach_entry(self, bpf: Any) -> None:
         """Attach the sampling program (probecount.py attaches probes instead)."""
         from bcc import PerfSWConfig, PerfType
 
         bpf.attach_perf_event(ev_type=PerfType.SOFTWARE, ev_config=PerfSWConfig.CPU_CLOCK,
                               fn_name=b"on_cpu_sample", sample_freq=self.frequency_hz)
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def started(self) -> None:
+        self.symbolizer.kernel_frames([])  # load /proc/kallsyms now, not in the first drain
+        self._stop.clear()
+        self._poller = threading.Thread(target=self._poll_tasks, name="cpu-new-tasks",
+                                        daemon=True)
+        self._poller.start()
 
     def close(self) -> None:
         self._stop.set()
         if self._poller is not None:
             self._poller.join()
             self._poller = None
-        if self._bpf is not None:
-            self._bpf.cleanup()
-            self._bpf = None
+        super().close()
 
     def _poll_tasks(self) -> None:
         while not self._stop.is_set():
@@ -160,28 +139,12 @@ class CpuCollector:
 
     def read_interval(self) -> RawInterval:
         """Flip the kernel to the other set, then take and clear the old set's counts."""
-        bpf = self._require()
-        old = self._set
-        now = _now_ms()
-        self._set = bcc_env.flip_set(bpf, old)
-        table = bpf[f"counts{old}".encode()]
+        old, start_ms, interval_ms = self._flip()
+        table = self._require()[f"counts{old}".encode()]
         keys, values = self._drainer.drain(table.map_fd, self.counts_size, KEY.size)
         counts = [(*k, n) for k, n in zip(KEY.iter_unpack(keys), values, strict=True)]
-        raw = RawInterval(old, self._start_ms, max(now - self._start_ms, 0), counts,
-                          self._health_delta(old), wall_minus_mono_ns())
-        self._start_ms = now
-        return raw
-
-    def _health_delta(self, set_index: int) -> dict[str, int]:
-        """This set's counters since it was last drained (the kernel keeps totals)."""
-        table = self._require()[b"health"]
-        totals = self._health_totals[set_index]
-        delta = {}
-        for i, name in enumerate(KERNEL_HEALTH):
-            total = int(table.sum(table.Key(set_index * len(KERNEL_HEALTH) + i)).value)
-            delta[name] = max(total - totals[name], 0)
-            totals[name] = total
-        return delta
+        return RawInterval(old, start_ms, interval_ms, counts, self._health_delta(old),
+                           wall_minus_mono_ns())
 
     def build_delta(self, raw: RawInterval) -> ProfileDelta:
         """Read and free the interval's stacks, symbolize, merge, encode."""
@@ -213,7 +176,12 @@ class CpuCollector:
             window = slot_windows({row[3] for row in raw.counts}, raw.start_ms,
                                   raw.interval_ms, self.slot_ms, raw.wall_minus_mono_ns)
             merged, unknown, keys = self.merge(raw.counts, stacks, window)
-            delta = self.encode(raw, merged, unknown, keys)
+            self.seq += 1
+            delta = build_profile_delta(
+                merged, {**raw.health, "stacks": keys, "unknown_symbols": unknown},
+                host=self.host, kind=self.kind, seq=self.seq, start_ms=raw.start_ms,
+                interval_ms=raw.interval_ms, frequency_hz=self.frequency_hz,
+                slot_ms=self.slot_ms)
         finally:
             if gc_enabled:
                 gc.enable()
@@ -226,7 +194,7 @@ class CpuCollector:
 
     def merge(self, counts: list[tuple[int, int, int, int, bytes, int]],
               stacks: dict[int, bytes], window: dict[int, int]
-              ) -> tuple[dict[tuple, dict[int, int]], int, int]:
+              ) -> tuple[Merged, int, int]:
         """(pid, comm, frames outermost first) -> {window: samples}, identical names
         merged; how many unknown frames the merged stacks hold; and how many
         distinct stack keys (pid, user id, kernel id, comm) the counts hold.
@@ -236,7 +204,7 @@ class CpuCollector:
         later entries only add to the windows of the merged stack it named.
         ``window`` maps monotonic slots to the message's (collectors/slots.py).
         """
-        merged: dict[tuple, dict[int, int]] = {}
+        merged: Merged = {}
         resolved: dict[tuple, dict[int, int]] = {}  # stack key -> merged windows
         get = resolved.get
         name = self._stack_namer(stacks)
@@ -267,7 +235,7 @@ class CpuCollector:
         def name(tgid: int, uid: int, kid: int, comm_raw: bytes) -> tuple[tuple, int]:
             comm = comms.get(comm_raw)
             if comm is None:
-                comm = comms[comm_raw] = _comm(comm_raw)
+                comm = comms[comm_raw] = comm_text(comm_raw)
             proc = procs.get(tgid)
             if proc is None:
                 names = self.names.process(tgid)
@@ -283,62 +251,3 @@ class CpuCollector:
             return (tgid, comm, frames), unknown
 
         return name
-
-    def encode(self, raw: RawInterval, merged: dict[tuple, dict[int, int]], unknown: int,
-               keys: int) -> ProfileDelta:
-        """The message: one stacks entry per merged stack, its windows beside it.
-        ``keys`` is the number of distinct stack keys drained (health "stacks")."""
-        index = _StringIndex()  # insertion-ordered: becomes the strings table
-        lookup = index.__getitem__
-        rows: list[list[int]] = []
-        slot_rows: list[list[int]] = []
-        append, append_slots = rows.append, slot_rows.append
-        for (pid, comm, frames), per_window in merged.items():
-            if len(per_window) == 1:  # the common case at 1 s intervals
-                ((w, n),) = per_window.items()
-                append_slots([w, n])
-            else:
-                pairs: list[int] = []
-                for w in sorted(per_window):
-                    pairs += (w, per_window[w])
-                n = sum(per_window.values())
-                append_slots(pairs)
-            row = [pid, index[comm], n]
-            row += map(lookup, frames)
-            append(row)
-        health = dict.fromkeys(HEALTH_KEYS, 0)
-        health.update(raw.health)
-        health["stacks"] = keys
-        health["unknown_symbols"] = unknown
-        self.seq += 1
-        return ProfileDelta(host=self.host, kind=self.kind, seq=self.seq,
-                            start_ms=raw.start_ms, interval_ms=raw.interval_ms,
-                            frequency_hz=self.frequency_hz, strings=list(index),
-                            stacks=rows, health=health, slot_ms=self.slot_ms,
-                            slots=slot_rows)
-
-    def _require(self):  # -> bcc.BPF
-        if self._bpf is None:
-            raise RuntimeError("CpuCollector is not running: use it as a context manager")
-        return self._bpf
-
-
-class _StringIndex(dict):
-    """name -> index in the strings table; a missing name gets the next index.
-
-    Subscripting a dict subclass that only adds ``__missing__`` stays a C
-    call for names already present, which is nearly every frame.
-    """
-
-    def __missing__(self, name: str) -> int:
-        index = self[name] = len(self)
-        return index
-
-
-def _comm(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "replace") or "[unknown]"
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-

@@ -16,6 +16,7 @@ are a series' count over the interval.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from collectors.bcc_env import bcc_uprobe_events, remove_uprobe_events
 from collectors.latency import LatencyCollector
@@ -25,7 +26,6 @@ MAX_FUNCTIONS = 8  # FUNC_PAIR(0) .. FUNC_PAIR(7) in funclat.bpf.c
 
 class FuncLatCollector(LatencyCollector):
     kind = "funclat"
-    source = "funclat.bpf.c"
     key = struct.Struct("<II")  # struct hist_key: fn, slot
     hist_size = 2048
 
@@ -38,7 +38,7 @@ class FuncLatCollector(LatencyCollector):
         self.symbols = list(symbols)
         self.max_series = None  # one series per symbol, at most 8
 
-    def after_load(self, bpf) -> None:
+    def attach(self, bpf: Any) -> None:
         """Attach pair i to symbol i (bcc detaches them all in cleanup()).
 
         Every uretprobe goes on before any uprobe.  The kernel arms a return

@@ -10,96 +10,56 @@ the old one, names the series and returns a ``LatencyDelta``::
             time.sleep(1)
             delta = collector.drain()   # series: syscall name -> buckets
 
-``record_main`` is ``webprof record runqlat|biolat|syscall``.
+``webprof record runqlat|biolat|syscall`` is collectors/record.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import socket
 import struct
-import sys
-import time
-from pathlib import Path
+from typing import Any
 
-from collectors import bcc_env, histogram, record, syscalls
+from collectors import histogram, syscalls
+from collectors.base import Loader
 from collectors.maps import HashDrainer
-from collectors.target import target_cflags
+
+# The handler webprof/cli.py names for this kind; the command is record.main.
+from collectors.record import main as record_main  # noqa: F401
+from collectors.target import comm_text
 from webprof.core.protocol import HEALTH_KEYS, LatencyDelta
 
-BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 NSLOTS = 41  # MAX_SLOT + 1 in the programs
 NR_SLOTS = 1024  # size of syscall.bpf.c's wanted_nr
 DEFAULT_MAX_SERIES = 20
 OTHER = "other"
 
 
-class LatencyCollector:
-    """Common loader: compile, attach (TRACEPOINT_PROBE attaches on load), drain."""
+class LatencyCollector(Loader):
+    """Common loader of the histogram programs: compile, attach, drain."""
 
-    kind = ""
-    source = ""
     key = struct.Struct("<II")
     # Order of enum health_index in the program, as protocol HEALTH_KEYS names.
-    kernel_health: tuple[str, ...] = ("samples", "start_map_full", "counts_map_full",
-                                      "filtered")
+    kernel_health = ("samples", "start_map_full", "counts_map_full", "filtered")
     hist_size = 8192
 
     def __init__(self, pid: int | None = None, interval_ms: int = 1000, *,
                  host: str | None = None, max_series: int | None = DEFAULT_MAX_SERIES,
                  start_size: int = 16384, cgroup_id: int | None = None,
                  target_comm: str | None = None) -> None:
-        self.pid = pid
-        # Targeted traces: cgroup v2 id and exact task name (bpf/target.h).
-        self.cgroup_id = cgroup_id
-        self.target_comm = target_comm
-        self.interval_ms = interval_ms
-        self.host = host or socket.gethostname()
+        super().__init__(pid=pid, cgroup_id=cgroup_id, target_comm=target_comm,
+                         interval_ms=interval_ms, host=host)
         self.max_series = max_series
         self.start_size = start_size
-        self.seq = 0
-        self._bpf = None
-        self._set = 0
-        self._start_ms = 0
         self._drainer = HashDrainer()
-        self._health_totals = [dict.fromkeys(self.kernel_health, 0) for _ in range(2)]
 
-    # -- lifecycle ----------------------------------------------------------
     def cflags(self) -> list[str]:
         flags = [f"-DSTART_SIZE={int(self.start_size)}", f"-DHIST_SIZE={int(self.hist_size)}"]
-        return flags + target_cflags(self.pid, self.cgroup_id, self.target_comm)
-
-    def __enter__(self) -> LatencyCollector:
-        self._bpf = bcc_env.load(BPF_DIR / self.source, self.cflags())
-        try:
-            self.after_load(self._bpf)
-        except Exception:
-            self.close()
-            raise
-        self._start_ms = _now_ms()
-        return self
-
-    def after_load(self, bpf) -> None:
-        """Fill maps or attach probes once the program is loaded; may raise."""
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._bpf is not None:
-            self._bpf.cleanup()
-            self._bpf = None
+        return flags + super().cflags()
 
     # -- draining -----------------------------------------------------------
     def drain(self) -> LatencyDelta:
         """Histograms since the previous drain, named, as one protocol message."""
-        bpf = self._require()
-        old = self._set
-        now = _now_ms()
-        self._set = bcc_env.flip_set(bpf, old)
-        # The old set: nobody writes it any more.
-        keys, counts = self._drainer.drain(bpf[f"hist{old}".encode()].map_fd,
+        old, start_ms, interval_ms = self._flip()
+        keys, counts = self._drainer.drain(self._require()[f"hist{old}".encode()].map_fd,
                                            self.hist_size, self.key.size)
         slots: dict[str, dict[int, int]] = {}
         for key, count in zip(self.key.iter_unpack(keys), counts, strict=True):
@@ -110,24 +70,11 @@ class LatencyCollector:
         health = dict.fromkeys(HEALTH_KEYS, 0)
         health.update(self._health_delta(old))
         self.seq += 1
-        delta = LatencyDelta(
-            host=self.host, kind=self.kind, seq=self.seq, start_ms=self._start_ms,
-            interval_ms=max(now - self._start_ms, 0),
+        return LatencyDelta(
+            host=self.host, kind=self.kind, seq=self.seq, start_ms=start_ms,
+            interval_ms=interval_ms,
             series={name: histogram.from_slots(s) for name, s in slots.items() if any(s.values())},
             health=health)
-        self._start_ms = now
-        return delta
-
-    def _health_delta(self, set_index: int) -> dict[str, int]:
-        """This set's counters since it was last drained (the kernel keeps totals)."""
-        table = self._require()[b"health"]
-        totals = self._health_totals[set_index]
-        delta = {}
-        for i, name in enumerate(self.kernel_health):
-            value = int(table.sum(table.Key(set_index * len(self.kernel_health) + i)).value)
-            delta[name] = max(value - totals[name], 0)
-            totals[name] = value
-        return delta
 
     def series_slot(self, key: tuple) -> tuple[str, int]:
         """Unpacked histogram key -> (series name, slot)."""
@@ -138,18 +85,11 @@ class LatencyCollector:
         """Hook for whole-system series and caps; identity by default."""
         return slots
 
-    def _require(self):  # -> bcc.BPF
-        if self._bpf is None:
-            raise RuntimeError(f"{type(self).__name__} is not running: use it as a "
-                               "context manager")
-        return self._bpf
-
 
 class SyscallCollector(LatencyCollector):
     """System call latency per system call name (optionally one process)."""
 
     kind = "syscall"
-    source = "syscall.bpf.c"
     key = struct.Struct("<II")  # struct hist_key: nr, slot
 
     def __init__(self, *args, syscalls: list[int] | None = None, **kwargs) -> None:
@@ -159,7 +99,7 @@ class SyscallCollector(LatencyCollector):
         if self.syscalls and not 0 <= self.syscalls[0] <= self.syscalls[-1] < NR_SLOTS:
             raise ValueError(f"system call numbers must be 0..{NR_SLOTS - 1}")
 
-    def after_load(self, bpf) -> None:
+    def attach(self, bpf: Any) -> None:
         if self.syscalls:
             wanted = bpf[b"wanted_nr"]
             for nr in self.syscalls:
@@ -190,7 +130,6 @@ class RunqlatCollector(LatencyCollector):
     """
 
     kind = "runqlat"
-    source = "runqlat.bpf.c"
     key = struct.Struct("<16sI")  # struct hist_key: next_comm, slot
 
     def __init__(self, *args, **kwargs) -> None:
@@ -199,7 +138,7 @@ class RunqlatCollector(LatencyCollector):
 
     def series_slot(self, key: tuple) -> tuple[str, int]:
         comm, slot = key
-        name = comm.split(b"\0", 1)[0].decode("utf-8", "replace") or "[unknown]"
+        name = comm_text(comm)
         if name in ("all", OTHER):
             name += " (task)"  # keep reserved series names unambiguous
         return name, slot
@@ -226,7 +165,6 @@ class BiolatCollector(LatencyCollector):
     """Block I/O latency per device and operation ("vda:read", "vda:write", ...)."""
 
     kind = "biolat"
-    source = "biolat.bpf.c"
     key = struct.Struct("<I2sHI")  # struct hist_key: dev, op[2], pad, slot
     kernel_health = ("samples", "start_map_full", "counts_map_full")
     hist_size = 4096
@@ -292,56 +230,3 @@ def cap_series(slots: dict[str, dict[int, int]],
             other[slot] = other.get(slot, 0) + n
     kept[OTHER] = other
     return kept
-
-
-COLLECTORS: dict[str, type[LatencyCollector]] = {
-    "runqlat": RunqlatCollector, "biolat": BiolatCollector, "syscall": SyscallCollector}
-
-
-# -- webprof record runqlat|biolat|syscall -------------------------------------
-def record_main(args: argparse.Namespace) -> int:
-    """``webprof record runqlat|biolat|syscall``: log2 histograms, JSON or text."""
-    code = record.preflight(args.pid)
-    if code is not None:
-        return code
-    try:
-        collector = COLLECTORS[args.kind](pid=args.pid, max_series=None)
-    except ValueError as exc:
-        print(f"webprof record {args.kind}: {exc}", file=sys.stderr)
-        return 1
-    series: dict[str, list[list[int]]] = {}
-    health: dict[str, int] = {}
-
-    def add(delta: LatencyDelta) -> None:
-        record.add_health(health, delta)
-        for name, buckets in delta.series.items():
-            series[name] = histogram.merge(series.get(name, []), buckets)
-
-    code = record.run(collector, args.duration, args.pid, record.keeping(args, add))
-    if code is not None:
-        return code
-    if args.kind == "runqlat":
-        series = _cap_buckets(series)
-    if args.format == "json":
-        text = json.dumps({"unit": "us", "series": series}, sort_keys=True) + "\n"
-    else:
-        label = {"runqlat": "task", "biolat": "disk", "syscall": "syscall"}[args.kind]
-        text = histogram.render_all(series, label=label)
-    record.finish(text, args.output, f"{len(series)} series", health, "no events")
-    return 0
-
-
-def _cap_buckets(series: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:
-    """cap_series over bucket lists, keeping "all" outside the cap."""
-    everything = series.pop("all", [])
-    slots = {name: {histogram.slot_of(low): n for low, _, n in buckets}
-             for name, buckets in series.items()}
-    capped = {name: histogram.from_slots(s)
-              for name, s in cap_series(slots, DEFAULT_MAX_SERIES).items()}
-    if everything:
-        capped["all"] = everything
-    return capped
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

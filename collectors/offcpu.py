@@ -21,23 +21,22 @@ entry per merged stack with its microseconds per window in ``slots``.
 
 from __future__ import annotations
 
-import argparse
 import ctypes as ct
 import os
-import socket
 import struct
-import sys
 import time
-from pathlib import Path
 
-from collectors import bcc_env, record
+from collectors.base import Loader
+from collectors.delta import Merged, build_profile_delta
 from collectors.maps import HashDrainer, StackReader, all_keys
+
+# The handler webprof/cli.py names for this kind; the command is record.main.
+from collectors.record import main as record_main  # noqa: F401
 from collectors.slots import slot_windows, wall_minus_mono_ns
 from collectors.symbols import Symbolizer
-from collectors.target import target_cflags
+from collectors.target import comm_text
 from webprof.core.protocol import DEFAULT_SLOT_MS, HEALTH_KEYS, WAKER_SEPARATOR, ProfileDelta
 
-BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "offcpu.bpf.c"
 KINDS = ("offcpu", "offwake")
 # struct key_t: tgid, user id, kernel id, monotonic slot, comm (+ the waker's
 # tgid, user id, kernel id, comm with OFFWAKE).
@@ -53,8 +52,10 @@ PURGE_EVERY_S = 10.0  # how often start entries of vanished threads are purged
 EXPIRE_EVERY_S = 10.0  # symbol snapshots of exited processes are kept 60 s anyway
 
 
-class OffCpuCollector:
+class OffCpuCollector(Loader):
     """Loader for offcpu.bpf.c.  Entering compiles and attaches; leaving detaches."""
+
+    kernel_health = KERNEL_HEALTH
 
     def __init__(self, kind: str = "offcpu", pid: int | None = None, comm: str | None = None,
                  min_block_us: int = 1, max_block_us: int | None = None,
@@ -69,26 +70,20 @@ class OffCpuCollector:
             raise ValueError(f"slot_ms must be 1..1000, not {slot_ms}")
         if max_block_us is not None and max_block_us < min_block_us:
             raise ValueError("max_block_us is below min_block_us")
+        # The target (pid, cgroup_id, target_comm) is tested in the kernel at
+        # switch-out (bpf/target.h); ``comm`` is the live view's substring
+        # filter, applied in user space.
+        super().__init__(pid=pid, cgroup_id=cgroup_id, target_comm=target_comm,
+                         interval_ms=interval_ms, host=host)
         self.kind = kind
-        self.pid, self.comm = pid, comm
-        # Targeted traces: cgroup v2 id and exact task name, tested in the
-        # kernel at switch-out (bpf/target.h); ``comm`` above is the live
-        # view's substring filter, applied in user space.
-        self.cgroup_id, self.target_comm = cgroup_id, target_comm
+        self.comm = comm
         self.min_block_us, self.max_block_us = min_block_us, max_block_us
         self.user_threads_only = user_threads_only
-        self.interval_ms = interval_ms
-        self.host = host or socket.gethostname()
         self.counts_size, self.stack_storage_size = counts_size, stack_storage_size
         self.start_size = start_size
         self.slot_ms = slot_ms
         self.symbolizer = Symbolizer()
-        self.seq = 0
         self._key = WAKE_KEY if kind == "offwake" else KEY
-        self._bpf = None
-        self._set = 0
-        self._totals = [0] * len(KERNEL_HEALTH)
-        self._start_ms = 0
         self._drainer = HashDrainer()
         self._last_purge = 0.0
         self._expired_at = 0.0
@@ -105,59 +100,41 @@ class OffCpuCollector:
                  f"-DSLOT_NS={int(self.slot_ms) * 1_000_000}"]
         if self.max_block_us is not None:
             flags.append(f"-DMAX_BLOCK_NS={int(self.max_block_us) * 1000}")
-        flags += target_cflags(self.pid, self.cgroup_id, self.target_comm)
+        flags += super().cflags()
         if not self.user_threads_only:
             flags.append("-DALL_THREADS")
         if self.kind == "offwake":
             flags.append("-DOFFWAKE")
         return flags
 
-    def __enter__(self) -> OffCpuCollector:
-        self._bpf = bcc_env.load(BPF_SOURCE, self.cflags())
+    def started(self) -> None:
         self.symbolizer.kernel_frames([])  # load /proc/kallsyms now, not in the first drain
-        self._start_ms = _now_ms()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._bpf is not None:
-            self._bpf.cleanup()
-            self._bpf = None
-
-    def _require(self):  # -> bcc.BPF
-        if self._bpf is None:
-            raise RuntimeError("OffCpuCollector is not running: use it as a context manager")
-        return self._bpf
 
     # -- draining -----------------------------------------------------------
     def drain(self) -> ProfileDelta:
         """Blocked time since the previous drain, symbolized, as one protocol message."""
-        bpf = self._require()
-        old = self._set
-        now = _now_ms()
         flip_mono_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-        self._set = bcc_env.flip_set(bpf, old)
+        old, start_ms, interval_ms = self._flip()
         wall_minus_mono = wall_minus_mono_ns()
         pending = self._pending_stack_ids(old)  # before the counts: see the BPF header
-        table = bpf[f"counts{old}".encode()]
+        table = self._require()[f"counts{old}".encode()]
         keys, values = self._drainer.drain(table.map_fd, self.counts_size, self._key.size)
         counts = list(zip(self._key.iter_unpack(keys), values, strict=True))
         late, late_stacks = self._take_late(self._set, flip_mono_ns)
-        health = self._health_delta()
+        health = dict.fromkeys(HEALTH_KEYS, 0)
+        health.update(self._health_delta(0))  # one set of counters, not one per map set
         groups = [(counts, self._take_stacks(old, counts, pending, health)),
                   (late, late_stacks)]
-        interval_ms = max(now - self._start_ms, 0)
         window = slot_windows({key[3] for rows in (counts, late) for key, _ in rows},
-                              self._start_ms, interval_ms, self.slot_ms, wall_minus_mono)
-        rows, unknown, filtered, keys = self._merge(groups, window)
+                              start_ms, interval_ms, self.slot_ms, wall_minus_mono)
+        merged, unknown, filtered, keys = self._merge(groups, window)
         health["filtered"] += filtered
         health["stacks"] = keys
         health["unknown_symbols"] = unknown
         self.seq += 1
-        delta = _encode(self, rows, health, interval_ms)
-        self._start_ms = now
+        delta = build_profile_delta(merged, health, host=self.host, kind=self.kind,
+                                    seq=self.seq, start_ms=start_ms, interval_ms=interval_ms,
+                                    frequency_hz=0, slot_ms=self.slot_ms)
         mono = time.monotonic()
         if mono - self._expired_at >= EXPIRE_EVERY_S:  # stats /proc per stale pid
             self._expired_at = mono
@@ -238,16 +215,6 @@ class OffCpuCollector:
         stacks = StackReader(bpf[f"stacks{set_index}".encode()].map_fd).read(ids)
         return late, stacks
 
-    def _health_delta(self) -> dict[str, int]:
-        table = self._require()[b"health"]
-        delta = dict.fromkeys(HEALTH_KEYS, 0)
-        for i, name in enumerate(KERNEL_HEALTH):
-            total = int(table.sum(table.Key(i)).value)
-            if name is not None:
-                delta[name] += max(total - self._totals[i], 0)
-            self._totals[i] = total
-        return delta
-
     def totals(self) -> dict[str, int]:
         """Kernel running totals since load, including every sched_switch seen."""
         table = self._require()[b"health"]
@@ -255,7 +222,7 @@ class OffCpuCollector:
         return {n: int(table.sum(table.Key(i)).value) for i, n in enumerate(names)}
 
     def _merge(self, groups: list[tuple[list, dict[int, tuple[int, ...]]]],
-               window: dict[int, int]) -> tuple[dict[tuple, dict[int, int]], int, int, int]:
+               window: dict[int, int]) -> tuple[Merged, int, int, int]:
         """(pid, comm, frames) -> {window: us}, identical names merged; unknown
         frames; stack keys dropped by the comm filter; stack keys drained.
 
@@ -264,7 +231,7 @@ class OffCpuCollector:
         so a stack arrives once per window it stopped blocking in: each stack
         key (the kernel key without its slot) is named once per group.
         """
-        merged: dict[tuple, dict[int, int]] = {}
+        merged: Merged = {}
         unknown = filtered = keys = 0
         for counts, stacks in groups:
             resolved: dict[tuple, dict[int, int] | None] = {}  # None: filtered by comm
@@ -290,7 +257,7 @@ class OffCpuCollector:
     def _name(self, key: tuple, stacks: dict[int, tuple[int, ...]]) -> tuple[tuple, int] | None:
         """((pid, comm, frames), unknown frames) of one kernel key; None when the
         comm filter drops it."""
-        comm = _comm(key[4])
+        comm = comm_text(key[4])
         if self.comm is not None and self.comm not in comm:
             return None
         frames = self._frames(key[0], key[1], key[2], stacks)
@@ -298,7 +265,7 @@ class OffCpuCollector:
             waker = self._frames(key[5], key[6], key[7], stacks)
             waker.reverse()  # innermost first: the waker sits above the blocked stack
             if waker or key[8][:1] != b"\0":  # no waker seen (e.g. preempted): none
-                frames += [WAKER_SEPARATOR, *waker, _comm(key[8])]
+                frames += [WAKER_SEPARATOR, *waker, comm_text(key[8])]
         unknown = sum(1 for f in frames if f.startswith("[unknown]"))
         return (key[0], comm, tuple(frames)), unknown
 
@@ -326,53 +293,3 @@ def _read_hash(table, value: struct.Struct):
         key.value = struct.unpack("<I", raw)[0]
         if lib.bpf_lookup_elem(table.map_fd, ct.byref(key), buf) == 0:
             yield key.value, value.unpack(buf.raw)
-
-
-def _encode(collector: OffCpuCollector, merged: dict[tuple, dict[int, int]],
-            health: dict[str, int], interval_ms: int) -> ProfileDelta:
-    """The message: one stacks entry per merged stack, its windows beside it."""
-    index: dict[str, int] = {}
-    rows, slot_rows = [], []
-    for (pid, comm, frames), per_window in merged.items():
-        pairs: list[int] = []
-        for w in sorted(per_window):
-            pairs += (w, per_window[w])
-        row = [pid, index.setdefault(comm, len(index)), sum(per_window.values())]
-        row += [index.setdefault(f, len(index)) for f in frames]
-        rows.append(row)
-        slot_rows.append(pairs)
-    return ProfileDelta(host=collector.host, kind=collector.kind, seq=collector.seq,
-                        start_ms=collector._start_ms, interval_ms=interval_ms, frequency_hz=0,
-                        strings=list(index), stacks=rows, health=health,
-                        slot_ms=collector.slot_ms, slots=slot_rows)
-
-
-def _comm(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "replace") or "[unknown]"
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-# -- webprof record offcpu|offwake ---------------------------------------------
-def record_main(args: argparse.Namespace) -> int:
-    """``webprof record offcpu|offwake``: folded stacks in microseconds."""
-    code = record.preflight(args.pid)
-    if code is not None:
-        return code
-    try:
-        collector = OffCpuCollector(kind=args.kind, pid=args.pid, min_block_us=args.min_block_us,
-                                    max_block_us=args.max_block_us,
-                                    user_threads_only=not args.all_threads)
-    except ValueError as exc:
-        print(f"webprof record: {exc}", file=sys.stderr)
-        return 1
-    folded = record.FoldedStacks()
-    code = record.run(collector, args.duration, args.pid, record.keeping(args, folded.add))
-    if code is not None:
-        return code
-    record.finish(folded.text(), args.output,
-                  f"{len(folded.counts)} stacks, values in microseconds", folded.health,
-                  "nothing blocked")
-    return 0

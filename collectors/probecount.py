@@ -23,6 +23,8 @@ attach calls and ``-D`` numbers only, never the C text.
 
 from __future__ import annotations
 
+from typing import Any
+
 from collectors.bcc_env import bcc_uprobe_events, remove_uprobe_events
 from collectors.cpu import CpuCollector
 
@@ -54,7 +56,7 @@ class ProbeCountCollector(CpuCollector):
             flags.append("-DPROBE_USER")
         return flags
 
-    def attach(self, bpf) -> None:
+    def attach_entry(self, bpf: Any) -> None:
         """Attach on_hit to the probe point (bcc detaches it in cleanup())."""
         if self.kind == "tracepoint":
             bpf.attach_tracepoint(tp=self.tracepoint.encode(), fn_name=b"on_hit")

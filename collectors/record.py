@@ -1,14 +1,16 @@
 """Headless recording: ``webprof record KIND``, no server needed.
 
-The loop, signal handling, progress line and output are shared by every
-kind; ``main`` here is ``record cpu``, while ``collectors.offcpu`` and
-``collectors.latency`` supply ``record_main`` for their kinds on top of
-:func:`preflight`, :func:`run` and :func:`finish`.
+:func:`main` is the command for every kind (``args.kind``): stack kinds
+write folded stacks (cpu: samples; offcpu, offwake: microseconds blocked),
+histogram kinds write log2 histograms as text or JSON.  The loop, signal
+handling, progress line and output are shared: :func:`preflight`,
+:func:`run` and :func:`finish`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -17,27 +19,87 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from collectors import bcc_env
+from collectors import bcc_env, histogram, registry
+from webprof.core import kinds
 
 EXIT_NO_BPF = 2
 DRAIN_EVERY_S = 1.0  # drain often so the maps never fill during long recordings
 
 
 def main(args: argparse.Namespace) -> int:
-    """``webprof record cpu``: folded stacks of on-CPU samples."""
+    """``webprof record KIND``: record ``args.kind`` and write what it found."""
     code = preflight(args.pid)
     if code is not None:
         return code
-    from collectors.cpu import CpuCollector
+    if kinds.is_histogram(args.kind):
+        return _record_histograms(args)
+    return _record_stacks(args)
 
+
+def _record_stacks(args: argparse.Namespace) -> int:
+    """cpu, offcpu, offwake: folded stacks, weighted in the kind's unit."""
+    loader = registry.loader_class(args.kind)
+    try:
+        if args.kind == "cpu":
+            collector = loader(frequency_hz=args.frequency, pid=args.pid)
+        else:
+            collector = loader(kind=args.kind, pid=args.pid, min_block_us=args.min_block_us,
+                               max_block_us=args.max_block_us,
+                               user_threads_only=not args.all_threads)
+    except ValueError as exc:
+        print(f"webprof record: {exc}", file=sys.stderr)
+        return 1
     folded = FoldedStacks()
-    code = run(CpuCollector(frequency_hz=args.frequency, pid=args.pid), args.duration,
-               args.pid, keeping(args, folded.add))
+    code = run(collector, args.duration, args.pid, keeping(args, folded.add))
     if code is not None:
         return code
-    finish(folded.text(), args.output, f"{len(folded.counts)} stacks", folded.health,
-           "no samples")
+    blocked = kinds.unit(args.kind) == "us"
+    finish(folded.text(), args.output,
+           f"{len(folded.counts)} stacks" + (", values in microseconds" if blocked else ""),
+           folded.health, "nothing blocked" if blocked else "no samples")
     return 0
+
+
+def _record_histograms(args: argparse.Namespace) -> int:
+    """runqlat, biolat, syscall: log2 histograms, JSON or text."""
+    try:
+        collector = registry.loader_class(args.kind)(pid=args.pid, max_series=None)
+    except ValueError as exc:
+        print(f"webprof record {args.kind}: {exc}", file=sys.stderr)
+        return 1
+    series: dict[str, list[list[int]]] = {}
+    health: dict[str, int] = {}
+
+    def add(delta: Any) -> None:
+        add_health(health, delta)
+        for name, buckets in delta.series.items():
+            series[name] = histogram.merge(series.get(name, []), buckets)
+
+    code = run(collector, args.duration, args.pid, keeping(args, add))
+    if code is not None:
+        return code
+    if args.kind == "runqlat":
+        series = _cap_buckets(series)
+    if args.format == "json":
+        text = json.dumps({"unit": "us", "series": series}, sort_keys=True) + "\n"
+    else:
+        text = histogram.render_all(series, label=kinds.BY_NAME[args.kind].series_label)
+    finish(text, args.output, f"{len(series)} series", health, "no events")
+    return 0
+
+
+def _cap_buckets(series: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:
+    """cap_series over bucket lists, keeping "all" outside the cap."""
+    from collectors.latency import DEFAULT_MAX_SERIES, cap_series
+
+    everything = series.pop("all", [])
+    slots = {name: {histogram.slot_of(low): n for low, _, n in buckets}
+             for name, buckets in series.items()}
+    capped = {name: histogram.from_slots(s)
+              for name, s in cap_series(slots, DEFAULT_MAX_SERIES).items()}
+    if everything:
+        capped["all"] = everything
+    return capped
 
 
 def preflight(pid: int | None) -> int | None:

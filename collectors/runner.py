@@ -33,9 +33,10 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from collectors import bcc_env
+from collectors import bcc_env, registry
+from collectors.base import Collector
 from collectors.tracecheck import ProcessSampler, answer
 from collectors.traces import TraceManager
 from webprof.core import kinds
@@ -47,6 +48,9 @@ from webprof.core.protocol import (
     encode,
 )
 from webprof.core.trace_messages import CollectorQuery, TraceCancel, TraceStart
+
+if TYPE_CHECKING:  # client.py (websockets) is imported where it is used
+    from collectors.client import Uplink
 
 EXIT_NO_BPF = 2
 EXIT_BAD_TOKEN = 3
@@ -98,34 +102,13 @@ def options_of(kind: str, config: CollectorConfig) -> tuple:
     return tuple(getattr(config, name) for name in kinds.BY_NAME[kind].options)
 
 
-def make_collector(kind: str, config: CollectorConfig, interval_ms: int, host: str) -> Any:
-    """A collector object, not yet entered (entering compiles and attaches)."""
-    if kind == "cpu":
-        from collectors.cpu import CpuCollector
-
-        return CpuCollector(frequency_hz=config.frequency_hz, interval_ms=interval_ms, host=host)
-    if kind in ("offcpu", "offwake"):
-        from collectors.offcpu import OffCpuCollector
-
-        return OffCpuCollector(
-            kind=kind, pid=config.pid, comm=config.comm, min_block_us=config.min_block_us,
-            max_block_us=config.max_block_us, user_threads_only=config.user_threads_only,
-            interval_ms=interval_ms, host=host)
-    from collectors import latency
-
-    factory = getattr(latency, "make_collector", None)
-    if factory is not None:
-        return factory(kind, pid=config.pid, interval_ms=interval_ms, host=host)
-    return latency.COLLECTORS[kind](pid=config.pid, interval_ms=interval_ms, host=host)
-
-
 @dataclass
 class Fleet:
     """The collectors running in this process, by kind, with their options."""
 
     host: str
     interval_ms: int
-    running: dict[str, tuple[tuple, Any]] = field(default_factory=dict)
+    running: dict[str, tuple[tuple, Collector]] = field(default_factory=dict)
     config: CollectorConfig | None = None
 
     def names(self) -> list[str]:
@@ -146,7 +129,7 @@ class Fleet:
         for kind in config.collectors:
             if kind in self.running:
                 continue
-            collector = make_collector(kind, config, self.interval_ms, self.host)
+            collector = registry.for_config(kind, config, self.interval_ms, self.host)
             try:
                 with bcc_env.COMPILE_LOCK:  # traces compile in other threads
                     collector.__enter__()
@@ -177,7 +160,7 @@ class Fleet:
                               agent_version=AGENT_VERSION)
 
 
-def stop_collector(kind: str, collector: Any) -> None:
+def stop_collector(kind: str, collector: Collector) -> None:
     """Detach a collector's programs; a failure here is logged, never raised."""
     from collectors.client import log
 
@@ -225,7 +208,7 @@ async def run(server: str, token: str, host: str, config: CollectorConfig,
             await asyncio.to_thread(desk.manager.close)
 
 
-async def _serve(fleet: Fleet, uplink: Any, configs: asyncio.Queue, interval_s: float,
+async def _serve(fleet: Fleet, uplink: Uplink, configs: asyncio.Queue, interval_s: float,
                  bad_token: type[Exception], log: Any, desk: TraceDesk) -> int:
     stop, finished = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -251,7 +234,7 @@ async def _serve(fleet: Fleet, uplink: Any, configs: asyncio.Queue, interval_s: 
     return 0
 
 
-async def _collect(fleet: Fleet, uplink: Any, configs: asyncio.Queue, stop: asyncio.Event,
+async def _collect(fleet: Fleet, uplink: Uplink, configs: asyncio.Queue, stop: asyncio.Event,
                    interval_s: float, sender: asyncio.Task, desk: TraceDesk) -> None:
     """Drain every interval until stopped (or the sender gave up); drain once more."""
     loop = asyncio.get_running_loop()
@@ -275,7 +258,7 @@ async def _collect(fleet: Fleet, uplink: Any, configs: asyncio.Queue, stop: asyn
             deadline = loop.time() + interval_s
 
 
-async def _reconfigure(fleet: Fleet, uplink: Any, configs: asyncio.Queue) -> None:
+async def _reconfigure(fleet: Fleet, uplink: Uplink, configs: asyncio.Queue) -> None:
     """Apply the newest pending collector.config (older ones are superseded)."""
     from collectors.client import log
 
@@ -304,7 +287,7 @@ class TraceDesk:
     compiles, detaching, /proc scans) runs in a worker thread, and what it
     produces is pushed to the uplink."""
 
-    def __init__(self, manager: TraceManager, uplink: Any = None) -> None:
+    def __init__(self, manager: TraceManager, uplink: Uplink | None = None) -> None:
         self.manager = manager
         self.uplink = uplink
         self.sampler = ProcessSampler()

@@ -2,6 +2,7 @@
 
 Only numbers leave this module: the task name is packed into two u64
 words, the cgroup is its id.  Nothing a user typed is ever C text.
+:func:`comm_text` goes the other way, for names the kernel reports.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ def comm_words(comm: str) -> tuple[int, int]:
     if not 0 < len(raw) < COMM_BYTES or b"\0" in raw:
         raise ValueError("a task name is 1 to 15 bytes")
     return struct.unpack("<QQ", raw.ljust(COMM_BYTES, b"\0"))
+
+
+def comm_text(raw: bytes) -> str:
+    """A task name as the kernel hands it over (NUL-padded bytes), "[unknown]" if empty."""
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace") or "[unknown]"
 
 
 def target_cflags(pid: int | None = None, cgroup_id: int | None = None,

@@ -22,10 +22,11 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from collectors import bcc_env
+from collectors import bcc_env, registry
+from collectors.base import Collector
 from collectors.tracecheck import HostFacts, check
 from webprof.core.protocol import Message
 from webprof.core.trace_messages import MAX_REASON, TraceStart, TraceState
@@ -41,47 +42,18 @@ class _Trace:
     spec: TraceSpec
     facts: HostFacts
     state: str = "queued"
-    collector: Any = None
+    collector: Collector | None = None
     started: float = 0.0  # time.monotonic() when it started running
     lock: threading.Lock = field(default_factory=threading.Lock)  # collector use
     worker: threading.Thread | None = None
     silent: bool = False  # closed on disconnect: report nothing further
 
 
-def build_collector(spec: TraceSpec, facts: HostFacts, host: str, interval_ms: int) -> Any:
-    """The loader for a checked spec (not yet entered: entering compiles and attaches)."""
-    common = {"pid": spec.pid, "interval_ms": interval_ms, "host": host,
-              "cgroup_id": facts.cgroup_id, "target_comm": spec.comm}
-    if spec.kind == "cpu":
-        from collectors.cpu import CpuCollector
-
-        return CpuCollector(frequency_hz=spec.frequency_hz, **common)
-    if spec.kind in ("offcpu", "offwake"):
-        from collectors.offcpu import OffCpuCollector
-
-        return OffCpuCollector(kind=spec.kind, min_block_us=spec.min_block_us, **common)
-    if spec.kind in ("usdt", "tracepoint"):
-        from collectors.probecount import ProbeCountCollector
-
-        return ProbeCountCollector(spec.kind, tracepoint=spec.tracepoint, binary=facts.binary,
-                                   addresses=facts.usdt_addresses, **common)
-    if spec.kind == "funclat":
-        from collectors.funclat import FuncLatCollector
-
-        return FuncLatCollector(facts.binary, spec.symbols, **common)
-    from collectors import latency
-
-    if spec.kind == "syscall":
-        return latency.SyscallCollector(syscalls=facts.syscalls, **common)
-    if spec.kind == "biolat":
-        del common["pid"], common["target_comm"]  # refused by the check for biolat
-        return latency.BiolatCollector(device=facts.device, **common)
-    return latency.RunqlatCollector(**common)
-
-
 class TraceManager:
     def __init__(self, host: str, interval_ms: int = 1000, limits: Limits | None = None,
-                 max_active: int = MAX_ACTIVE, make=build_collector) -> None:
+                 max_active: int = MAX_ACTIVE,
+                 make: Callable[[TraceSpec, HostFacts, str, int], Collector] = registry.for_trace
+                 ) -> None:
         self.host = host
         self.interval_ms = interval_ms
         self.limits = limits or Limits()  # this collector's own ceilings
@@ -255,7 +227,7 @@ class TraceManager:
             self._out.append(message)
 
 
-def _close(collector: Any) -> None:
+def _close(collector: Collector) -> None:
     """Detach a loader; a failure here is logged, never raised (the others go on)."""
     try:
         collector.close()
