@@ -1,8 +1,9 @@
 """The collector's websocket session: connect, say hello, stream deltas, reconnect.
 
-:class:`Uplink` owns a bounded buffer of encoded messages.  The collection
-loop keeps filling it while the server is away; up to ``buffer_intervals``
-are kept (oldest dropped first, and counted) and sent after reconnecting.
+:class:`Uplink` sends from an :class:`Outbox`, a bounded buffer of encoded
+messages.  The collection loop and the trace desk keep filling it while the
+server is away; up to ``buffer_intervals`` are kept (oldest dropped first,
+and counted) and sent after reconnecting.
 Reconnects back off exponentially (0.5 s doubling to 10 s).  A close with
 code 4001 means the token is wrong: retrying cannot help, so it stops with
 :class:`BadToken`.
@@ -45,6 +46,7 @@ from webprof.core.trace_messages import CollectorQuery, TraceCancel, TraceStart
 # The websockets default of 20 s + 20 s kept probes attached for ~41 s.
 PING_EVERY_S = 10
 
+BUFFER_INTERVALS = 60  # messages kept while the server is away
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
 
@@ -69,23 +71,18 @@ def collector_url(server: str) -> str:
     return url + "/ws/collector/"
 
 
-class Uplink:
-    def __init__(self, url: str, token: str, hello: CollectorHello,
-                 buffer_intervals: int = 60,
-                 on_config: Callable[[CollectorConfig], None] | None = None,
-                 on_trace: Callable[[Any], None] | None = None,
-                 on_disconnect: Callable[[], None] | None = None) -> None:
-        self.url = url
-        self.on_config = on_config
-        self.on_trace = on_trace  # TraceStart, TraceCancel, CollectorQuery
-        self.on_disconnect = on_disconnect
-        self.token = token
-        self.hello = hello
+class Outbox:
+    """Encoded messages waiting to be sent, at most ``buffer_intervals`` of them.
+
+    Its own object so that what produces messages (the trace desk) can be
+    built before the :class:`Uplink` that sends them and calls it back.
+    """
+
+    def __init__(self, buffer_intervals: int = BUFFER_INTERVALS) -> None:
         self.buffer: collections.deque[str] = collections.deque()
         self.buffer_intervals = buffer_intervals
         self.dropped = 0
-        self.sent = 0
-        self._ready = asyncio.Event()  # set when buffer has something to send
+        self.ready = asyncio.Event()  # set when buffer has something to send
 
     def push(self, text: str) -> None:
         """Queue one encoded message; drop the oldest when the buffer is full."""
@@ -95,7 +92,35 @@ class Uplink:
             log(f"server unreachable: buffer of {self.buffer_intervals} intervals full, "
                 f"dropped {self.dropped} interval(s) so far")
         self.buffer.append(text)
-        self._ready.set()
+        self.ready.set()
+
+
+class Uplink:
+    def __init__(self, url: str, token: str, hello: CollectorHello,
+                 buffer_intervals: int = BUFFER_INTERVALS,
+                 on_config: Callable[[CollectorConfig], None] | None = None,
+                 on_trace: Callable[[Any], None] | None = None,
+                 on_disconnect: Callable[[], None] | None = None,
+                 outbox: Outbox | None = None) -> None:
+        self.url = url
+        self.on_config = on_config
+        self.on_trace = on_trace  # TraceStart, TraceCancel, CollectorQuery
+        self.on_disconnect = on_disconnect
+        self.token = token
+        self.hello = hello
+        self.outbox = outbox if outbox is not None else Outbox(buffer_intervals)
+        self.sent = 0
+
+    def push(self, text: str) -> None:
+        self.outbox.push(text)
+
+    @property
+    def buffer(self) -> collections.deque[str]:
+        return self.outbox.buffer
+
+    @property
+    def dropped(self) -> int:
+        return self.outbox.dropped
 
     def set_hello(self, hello: CollectorHello) -> None:
         """What runs changed: tell the server now, and say so first on reconnect."""
@@ -161,8 +186,8 @@ class Uplink:
                 if finished.is_set():
                     await ws.close()
                     return True
-                self._ready.clear()
-                waiters = {asyncio.ensure_future(self._ready.wait()),
+                self.outbox.ready.clear()
+                waiters = {asyncio.ensure_future(self.outbox.ready.wait()),
                            asyncio.ensure_future(finished.wait()), closed}
                 done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                 for task in pending - {closed}:

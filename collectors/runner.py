@@ -50,7 +50,7 @@ from webprof.core.protocol import (
 from webprof.core.trace_messages import CollectorQuery, TraceCancel, TraceStart
 
 if TYPE_CHECKING:  # client.py (websockets) is imported where it is used
-    from collectors.client import Uplink
+    from collectors.client import Outbox, Uplink
 
 EXIT_NO_BPF = 2
 EXIT_BAD_TOKEN = 3
@@ -177,7 +177,7 @@ def failure_message(kind: str, exc: Exception) -> str:
 
 async def run(server: str, token: str, host: str, config: CollectorConfig,
               interval_s: float) -> int:
-    from collectors.client import BadToken, Uplink, collector_url, log
+    from collectors.client import BadToken, Outbox, Uplink, collector_url, log
 
     problem = check_config(config)
     if problem:
@@ -194,11 +194,11 @@ async def run(server: str, token: str, host: str, config: CollectorConfig,
                 raise first
             raise bcc_env.BpfUnavailable("; ".join(failure_message(k, e) for k, e in failures))
         configs: asyncio.Queue[CollectorConfig] = asyncio.Queue()
-        desk = TraceDesk(TraceManager(host, fleet.interval_ms))
+        outbox = Outbox()  # the desk pushes to it; the uplink sends from it
+        desk = TraceDesk(TraceManager(host, fleet.interval_ms), outbox)
         uplink = Uplink(collector_url(server), token, fleet.hello(config.frequency_hz),
                         on_config=configs.put_nowait, on_trace=desk.on_message,
-                        on_disconnect=desk.on_disconnect)
-        desk.uplink = uplink
+                        on_disconnect=desk.on_disconnect, outbox=outbox)
         for kind, exc in failures:
             uplink.push(encode(Error(code="collector_failed", message=failure_message(kind, exc))))
         return await _serve(fleet, uplink, configs, interval_s, BadToken, log, desk)
@@ -285,9 +285,10 @@ async def _reconfigure(fleet: Fleet, uplink: Uplink, configs: asyncio.Queue) -> 
 class TraceDesk:
     """Between the websocket and the TraceManager: every blocking step (checks,
     compiles, detaching, /proc scans) runs in a worker thread, and what it
-    produces is pushed to the uplink."""
+    produces is pushed to the uplink: ``uplink`` is anything with
+    ``push(text)``, the Uplink itself or the Outbox it sends from."""
 
-    def __init__(self, manager: TraceManager, uplink: Uplink | None = None) -> None:
+    def __init__(self, manager: TraceManager, uplink: Outbox | Uplink | None = None) -> None:
         self.manager = manager
         self.uplink = uplink
         self.sampler = ProcessSampler()
