@@ -7,9 +7,9 @@
 // change, grey within UNCHANGED of each other.  Scaling is FlameGraph's
 // difffolded -n: a function that kept its share shows no change.
 
-import { fmtUs } from "./flamegraph.js";
 import { FlamePanel } from "./flamepanel.js";
 import { decodeWire } from "./flametree.js";
+import { cellFormat, fmtChangePct, fmtSigned, fmtWeight } from "./format.js";
 
 const UNCHANGED = 0.02; // relative change under which a frame stays grey
 const $ = (id) => document.getElementById(id);
@@ -38,18 +38,9 @@ export function decodeDiff(wire) {
   });
 }
 
-function signed(v, fmt) {
-  return `${v > 0 ? "+" : v < 0 ? "−" : "±"}${fmt(Math.abs(v))}`;
-}
-
-function pctOf(change, before) {
-  if (!before) return change ? "new" : "0%";
-  return `${change > 0 ? "+" : ""}${((100 * change) / before).toFixed(1)}%`;
-}
-
 class DiffView {
   constructor() {
-    this.fmt = (v) => String(Math.round(v));
+    this.fmt = cellFormat("samples");
     const fmt = (v) => this.fmt(v);
     const graph = {
       colourOf: (n) => (n.before === undefined ? null : diffColour(n.before, n.after)),
@@ -61,10 +52,10 @@ class DiffView {
         { key: "name", label: "function" },
         { key: "before_total", label: "before", cell: (r) => fmt(r.before_total) },
         { key: "after_total", label: "after", cell: (r) => fmt(r.after_total) },
-        { key: "change", label: "change", cell: (r) => signed(r.change, fmt),
+        { key: "change", label: "change", cell: (r) => fmtSigned(r.change, fmt),
           cls: (r) => (Math.abs(relChange(r.before_total, r.after_total)) < UNCHANGED ? ""
             : r.change > 0 ? "grew" : "shrank") },
-        { key: "changePct", label: "change %", cell: (r) => pctOf(r.change, r.before_total) },
+        { key: "changePct", label: "change %", cell: (r) => fmtChangePct(r.change, r.before_total) },
         { key: "absChange", label: "|change|", cell: (r) => fmt(Math.abs(r.change)) },
       ],
     };
@@ -83,7 +74,7 @@ class DiffView {
     if (n.before === undefined) return null;
     const change = n.after - n.before;
     return [`before ${this.fmt(n.before)} (scaled) · after ${this.fmt(n.after)}`,
-      `change ${signed(change, this.fmt)} (${pctOf(change, n.before)})`];
+      `change ${fmtSigned(change, this.fmt)} (${fmtChangePct(change, n.before)})`];
   }
 
   async load() {
@@ -102,14 +93,13 @@ class DiffView {
 
   show(data) {
     this.data = data;
-    const us = data.unit === "us";
-    this.fmt = us ? (v) => fmtUs(v) : (v) => `${Math.round(v)}`;
+    this.fmt = cellFormat(data.unit);
     this.graph.unit = data.unit;
     this.panel.show(decodeDiff(data.wire), data.functions.map((r) => ({ ...r,
       absChange: Math.abs(r.change),
       changePct: r.before_total ? r.change / r.before_total : (r.change ? Infinity : 0) })));
     const side = (s) => `#${s.id} ${s.name} +${(s.from_ms - s.origin_ms) / 1000} s … `
-      + `+${(s.to_ms - s.origin_ms) / 1000} s (${us ? fmtUs(s.total) : `${s.total} samples`})`;
+      + `+${(s.to_ms - s.origin_ms) / 1000} s (${fmtWeight(s.total, data.unit)})`;
     $("diff-info").textContent = `${data.kind}: A ${side(data.a)} → B ${side(data.b)} · `
       + `A scaled ×${data.wire.scale.toPrecision(3)} · server ${data.server_ms} ms`;
     this.loads += 1;

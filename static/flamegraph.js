@@ -7,6 +7,7 @@
 // a monospace label fits, which avoids measureText per frame.
 
 import { OTHER_KEY, findPath } from "./flametree.js";
+import { fmtPercent, fmtWeight } from "./format.js";
 
 const MIN_PX = 0.5; // narrower frames are invisible at any device pixel ratio
 const FONT_PX = 11;
@@ -39,20 +40,6 @@ for (let i = 0; i < WAKE_N; i++) {
   PALETTE.push(`hsl(${205 + (i * 7) % 35}, ${58 + (i % 3) * 6}%, ${58 + (i * 5) % 12}%)`);
 }
 PALETTE.push(SEP_FILL);
-
-// A weight in the view's unit: sample counts, or microseconds shown as
-// µs / ms / s with three significant digits.
-export function fmtWeight(v, unit = "samples") {
-  if (unit !== "us") return `${v} samples`;
-  return fmtUs(v);
-}
-
-export function fmtUs(v) {
-  const a = Math.abs(v);
-  if (a < 1000) return `${Math.round(v)} µs`;
-  if (a < 1e6) return `${Number((v / 1000).toPrecision(3))} ms`;
-  return `${Number((v / 1e6).toPrecision(3))} s`;
-}
 
 function hashName(name) {
   // FNV-1a: cheap, stable across page loads, so a function keeps its colour.
@@ -436,13 +423,12 @@ export class FlameGraph {
     const node = this.nodes[i];
     const total = this.root.total || 1;
     const zoom = this.zoomNode();
-    const pct = (v, of) => `${((100 * v) / (of || 1)).toFixed(2)}%`;
     const sep = this.flags[i] && node.name === WAKER_SEPARATOR;
     const fmt = (v) => fmtWeight(v, this.unit);
     const lines = [
       node === this.root ? "all" : sep ? `${SEP_LABEL} (the waker's stack is above)` : node.name,
       `${fmt(node.total)} (self ${fmt(node.self)})`,
-      `${pct(node.total, total)} of total, ${pct(node.total, zoom.total)} of zoomed frame`,
+      `${fmtPercent(node.total, total)} of total, ${fmtPercent(node.total, zoom.total)} of zoomed frame`,
     ];
     if (node.key === OTHER_KEY) {
       lines.push(`${node.folded} small frames folded to stay within the node budget`);

@@ -5,8 +5,9 @@
 // fixed, so a page has one panel.  Where trees come from, their units and
 // colours stay with each page, which hands the panel a tree to show.
 
+import { FlameGraph } from "./flamegraph.js";
 import { emptyTree, functionStats, makeMatcher, matchedSamples } from "./flametree.js";
-import { FlameGraph, fmtUs } from "./flamegraph.js";
+import { cellFormat, fmtPercent } from "./format.js";
 import { FunctionTable } from "./table.js";
 
 const $ = (id) => document.getElementById(id);
@@ -51,7 +52,7 @@ export class FlamePanel {
   // Weights in "us" (time blocked) or sample counts, for the tooltip and table.
   setUnit(unit) {
     this.graph.unit = unit;
-    this.table.fmt = unit === "us" ? fmtUs : (v) => String(v);
+    this.table.fmt = cellFormat(unit);
   }
 
   setSearch(text) {
@@ -76,8 +77,8 @@ export class FlamePanel {
     if (error) out.textContent = error;
     else if (!test) out.textContent = "";
     else {
-      const pct = tree.total ? (100 * matchedSamples(tree, test)) / tree.total : 0;
-      out.textContent = `matched: ${pct.toFixed(2)}% of ${this.matchOf}`;
+      const matched = tree.total ? matchedSamples(tree, test) : 0;
+      out.textContent = `matched: ${fmtPercent(matched, tree.total)} of ${this.matchOf}`;
     }
   }
 

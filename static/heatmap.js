@@ -10,6 +10,8 @@
 // spread evenly over [low, high).  The true value is inside the bucket, so
 // the estimate is off by less than a factor of two, never more.
 
+import { fmtBucket, fmtShort, fmtTime } from "./format.js";
+
 const PCTS = [[0.5, "p50", "#1a7f37"], [0.9, "p90", "#d97706"], [0.99, "p99", "#cf222e"]];
 const CONFIG = { displayModeBar: false, responsive: true };
 
@@ -21,13 +23,7 @@ export function rowRange(row) {
   return row === 0 ? [0, 1] : [2 ** (row - 1), 2 ** row];
 }
 
-// "1µs", "2µs" … "512µs", "1.02ms" … "1.05s": a row's lower bound, 3 digits.
-export function fmtShort(us) {
-  if (us < 1000) return `${us}µs`;
-  if (us < 1e6) return `${Number((us / 1000).toPrecision(3))}ms`;
-  return `${Number((us / 1e6).toPrecision(3))}s`;
-}
-
+// "<1µs", "1µs", "2µs" … "512µs", "1.02ms" … "1.05s": a row's lower bound.
 export function rowLabel(row) {
   return row === 0 ? "<1µs" : fmtShort(rowRange(row)[0]);
 }
@@ -129,10 +125,7 @@ export class LatencyHeatmap {
     this.revision += 1;
     const x = this.columns.map((c) => new Date(c.end_ms));
     const y = this.z.map((_, i) => this.rowMin + i);
-    const text = y.map((r) => {
-      const [lo, hi] = rowRange(r);
-      return `[${lo}, ${hi}) µs`;
-    });
+    const text = y.map((r) => fmtBucket(rowRange(r)));
     const trace = { type: "heatmap", x, y, z: this.z, colorscale: "Viridis", zmin: 0,
       hoverongaps: false, colorbar: { title: { text: "count" }, thickness: 12 },
       customdata: text.map((t) => x.map(() => t)),
@@ -192,11 +185,11 @@ export class LatencyHeatmap {
       text: `${m.name} ${fmtShort(Math.round(m.v))}`, showarrow: false, xanchor: "left",
       font: { color: m.colour, size: 11 } }));
     const trace = { type: "bar", x: rows, y: column.buckets.map((b) => b[2]),
-      marker: { color: "#4c6ef5" }, customdata: column.buckets.map((b) => `[${b[0]}, ${b[1]}) µs`),
+      marker: { color: "#4c6ef5" }, customdata: column.buckets.map(fmtBucket),
       hovertemplate: "%{customdata}<br>count %{y}<extra></extra>" };
     const axis = this.rowsAxis("latency, µs (log2 buckets)");
     const layout = { height: 220, margin: { l: 50, r: 10, t: 28, b: 50 }, shapes, annotations,
-      title: { text: `interval ending ${new Date(column.end_ms).toLocaleTimeString()}`,
+      title: { text: `interval ending ${fmtTime(column.end_ms)}`,
         font: { size: 12 } },
       xaxis: axis, yaxis: { title: { text: "count" }, rangemode: "tozero" } };
     window.Plotly.react(this.histEl, [trace], layout, CONFIG);

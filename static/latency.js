@@ -3,6 +3,7 @@
 // intervals once (latency.snapshot) and then one latency.interval each
 // interval; every series is kept here so the selector switches instantly.
 
+import { fmtTime } from "./format.js";
 import { LatencyHeatmap } from "./heatmap.js";
 import { LiveSocket } from "./socket.js";
 
@@ -141,7 +142,7 @@ class LatencyView {
     const hs = this.hostStatus;
     $("host-banner").hidden = !hs || hs.connected;
     if (hs && !hs.connected) {
-      const when = hs.last_seen_ms ? new Date(hs.last_seen_ms).toLocaleTimeString() : "never";
+      const when = hs.last_seen_ms ? fmtTime(hs.last_seen_ms) : "never";
       $("host-banner").textContent = `collector disconnected, last seen ${when}`;
     }
     const parts = [this.socket.state, `interval ${this.intervalMs || "?"} ms`,

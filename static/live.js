@@ -6,9 +6,9 @@
 // are kept here: "last interval" is the newest tree, "last N seconds" adds the
 // newest and subtracts what falls out of a ring, "since start" adds everything.
 
-import { fmtWeight } from "./flamegraph.js";
 import { FlamePanel } from "./flamepanel.js";
 import { cloneTree, decodeWire, emptyTree, findPath, mergeInto } from "./flametree.js";
+import { fmtTime, fmtWeight } from "./format.js";
 import { LiveSocket } from "./socket.js";
 
 const RING_MAX = 60; // intervals kept: the longest window, 60 s at 1 s intervals
@@ -27,7 +27,6 @@ const HEALTH_LABELS = {
 };
 
 const $ = (id) => document.getElementById(id);
-const fmtTime = (ms) => new Date(ms).toLocaleTimeString();
 
 class LiveView {
   constructor(section) {

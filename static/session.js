@@ -9,9 +9,9 @@
 // it shows.  The same script serves /s/<token>/, whose data-base points the
 // requests at the token's endpoints.
 
-import { fmtUs, fmtWeight } from "./flamegraph.js";
 import { FlamePanel } from "./flamepanel.js";
 import { decodeWire } from "./flametree.js";
+import { fmtBucket, fmtDateTime, fmtSpan, fmtWeight } from "./format.js";
 import { rowLabel, rowOf, rowRange } from "./heatmap.js";
 import { SubsecondHeatmap } from "./subsecond.js";
 
@@ -20,10 +20,6 @@ const CONFIG = { displayModeBar: false, responsive: true };
 const MARGIN = { l: 48, r: 0 }; // the heatmap canvas's gutter: x axes line up
 const COLOURS = { cpu: "#d9622b", offcpu: "#2b6cd9", offwake: "#7c3aed" };
 const SELECT_FILL = { a: "rgba(37, 99, 235, 0.18)", b: "rgba(22, 163, 74, 0.18)" };
-
-function fmtSpan(ms) {
-  return ms < 1000 ? `${ms} ms` : `${Number((ms / 1000).toPrecision(4))} s`;
-}
 
 async function getJSON(url, signal) {
   const resp = await fetch(url, { signal, credentials: "same-origin" });
@@ -72,7 +68,7 @@ class SessionView {
   }
 
   fmt(v) {
-    return this.unit === "us" ? fmtUs(v) : `${v} samples`;
+    return fmtWeight(v, this.unit);
   }
 
   // ---- URL state ------------------------------------------------------------
@@ -215,7 +211,7 @@ class SessionView {
     cols.forEach((buckets, c) => { for (const b of buckets) if (b[2]) z[rowOf(b[0]) - lo][c] = b[2]; });
     const x = data.intervals.map((it) => (it.start_ms - data.origin_ms + it.interval_ms / 2) / 1000);
     const y = z.map((_, i) => lo + i);
-    const text = y.map((r) => x.map(() => `[${rowRange(r)[0]}, ${rowRange(r)[1]}) µs`));
+    const text = y.map((r) => x.map(() => fmtBucket(rowRange(r))));
     const trace = { type: "heatmap", x, y, z, colorscale: "Viridis", zmin: 0, showscale: false,
       hoverongaps: false, customdata: text,
       hovertemplate: "+%{x:.1f} s<br>%{customdata}<br>count %{z}<extra></extra>" };
@@ -335,7 +331,7 @@ class SessionView {
 }
 
 for (const el of document.querySelectorAll(".when[data-ms]")) {
-  el.textContent = new Date(Number(el.dataset.ms)).toLocaleString();
+  el.textContent = fmtDateTime(Number(el.dataset.ms));
 }
 const dur = $("duration");
 if (dur) dur.textContent = fmtSpan(Number(dur.dataset.ms));

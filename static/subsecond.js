@@ -10,6 +10,8 @@
 // the selection on top, so dragging stays smooth at any session length.
 // Tiles are at most TILE columns wide because canvases have a size limit.
 
+import { fmtSecond, fmtTimeMs, fmtWeight } from "./format.js";
+
 const GUTTER = 48; // px left of the cells, for the row labels
 const AXIS_H = 18; // px below the cells, for the seconds axis
 const TILE = 4096;
@@ -28,16 +30,9 @@ export function heatColour(v, max) {
   return STOPS[i].map((c, k) => Math.round(c + (STOPS[i + 1][k] - c) * f));
 }
 
-export function fmtSecond(s) {
-  if (s < 60) return `${s}s`;
-  const m = Math.floor(s / 60);
-  const sec = String(s % 60).padStart(2, "0");
-  return m < 60 ? `${m}:${sec}` : `${Math.floor(m / 60)}:${String(m % 60).padStart(2, "0")}:${sec}`;
-}
-
 export class SubsecondHeatmap {
   constructor({ canvas, scroller, legend, cellHeight = 5, onSelect = null, onView = null,
-    format = (v) => `${v} samples` }) {
+    format = (v) => fmtWeight(v) }) {
     this.canvas = canvas;
     this.scroller = scroller;
     this.spacer = scroller.firstElementChild;
@@ -308,9 +303,8 @@ export class SubsecondHeatmap {
       return;
     }
     const v = this.hm.z[cell.row][cell.col];
-    const at = new Date(this.hm.origin_ms + cell.t);
-    this.tooltip.textContent = `+${(cell.t / 1000).toFixed(2)} s (${at.toLocaleTimeString()}.`
-      + `${String(at.getMilliseconds()).padStart(3, "0")})\n${this.format(v)}`;
+    this.tooltip.textContent = `+${(cell.t / 1000).toFixed(2)} s `
+      + `(${fmtTimeMs(this.hm.origin_ms + cell.t)})\n${this.format(v)}`;
     this.tooltip.hidden = false;
     this.tooltip.style.left = `${Math.min(e.clientX + 12, window.innerWidth - 220)}px`;
     this.tooltip.style.top = `${e.clientY + 14}px`;

@@ -3,7 +3,7 @@
 // so a 16k-node tree never turns into a 16k-row DOM rebuild every second.
 // With unit "us" (off-CPU views) self and total are times, shown as µs/ms/s.
 
-import { fmtUs } from "./flamegraph.js";
+import { cellFormat } from "./format.js";
 
 const MAX_ROWS = 200;
 const COLUMNS = [
@@ -25,7 +25,7 @@ export class FunctionTable {
   // setRows() and `sortKey` names the column sorted first.
   constructor(table, { onSelect = null, unit = "samples", columns = null, sortKey = null } = {}) {
     this.table = table;
-    this.fmt = unit === "us" ? fmtUs : (v) => String(v);
+    this.fmt = cellFormat(unit);
     this.onSelect = onSelect;
     this.columns = columns || COLUMNS;
     // Every off-CPU stack ends in the scheduler, so "self" says little there:

@@ -10,11 +10,10 @@
 // once more, shows why it ended and links to the saved session.
 // window.webprofTrace exposes the state for tests.
 
-import { fmtUs } from "./flamegraph.js";
 import { FlamePanel } from "./flamepanel.js";
-import { fmtClock } from "./format.js";
 import { decodeWire } from "./flametree.js";
-import { fmtShort, percentile, rowLabel, rowOf, rowRange } from "./heatmap.js";
+import { fmtBucket, fmtClock, fmtRate, fmtShort, fmtUs } from "./format.js";
+import { percentile, rowLabel, rowOf, rowRange } from "./heatmap.js";
 import { csrfToken, request } from "./http.js";
 
 const $ = (id) => document.getElementById(id);
@@ -27,9 +26,6 @@ const STACK_UNITS = { cpu: "samples", offcpu: "us", offwake: "us", usdt: "hits",
 const MAX_BARS_SERIES = 8; // "each series" draws at most this many, the busiest
 const CONFIG = { displayModeBar: false, responsive: true };
 const EACH = "\u0000each"; // the series option that shows every series side by side
-
-const rangeText = (row) => `[${rowRange(row)[0]}, ${rowRange(row)[1]}) µs`;
-const fmtRate = (v) => (v >= 100 ? Math.round(v).toLocaleString() : v.toPrecision(3));
 
 // Buckets of every interval summed per series: {name: [[low, high, count], ...]}.
 export function sumSeries(intervals) {
@@ -254,7 +250,7 @@ class TracePage {
     const traces = shown.map((name) => {
       const byRow = new Map(this.sums[name].map((b) => [rowOf(b[0]), b[2]]));
       return { type: "bar", name, x, y: x.map((r) => byRow.get(r) || 0),
-        customdata: x.map(rangeText),
+        customdata: x.map((row) => fmtBucket(rowRange(row))),
         hovertemplate: `%{customdata}<br>%{y} calls<extra>${name.replace(/[<>&]/g, "")}</extra>` };
     });
     const layout = { barmode: "group", height: 320, margin: { l: 60, r: 10, t: 10, b: 50 },

@@ -10,6 +10,7 @@
 // another kind cannot make the server refuse the request.  The server checks
 // everything again: this page only helps to fill the form in.
 // window.webprofTraceForm exposes the state for tests.
+import { fmtHourMinute } from "./format.js";
 import { csrfToken, request } from "./http.js";
 
 (function () {
@@ -76,9 +77,7 @@ import { csrfToken, request } from "./http.js";
   }
 
   function defaultName() {
-    const d = new Date();
-    const pad = (n) => String(n).padStart(2, "0");
-    return `${kind()} on ${host() || "?"} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+    return `${kind()} on ${host() || "?"} ${fmtHourMinute(new Date())}`;
   }
 
   function durationValue() {
