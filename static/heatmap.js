@@ -11,9 +11,9 @@
 // the estimate is off by less than a factor of two, never more.
 
 import { fmtBucket, fmtShort, fmtTime } from "./format.js";
+import { hasPlotly, react } from "./plot.js";
 
 const PCTS = [[0.5, "p50", "#1a7f37"], [0.9, "p90", "#d97706"], [0.99, "p99", "#cf222e"]];
-const CONFIG = { displayModeBar: false, responsive: true };
 
 export function rowOf(low) {
   return low <= 0 ? 0 : Math.round(Math.log2(low)) + 1;
@@ -121,7 +121,7 @@ export class LatencyHeatmap {
   }
 
   render() {
-    if (!window.Plotly || !this.el) return;
+    if (!hasPlotly() || !this.el) return;
     this.revision += 1;
     const x = this.columns.map((c) => new Date(c.end_ms));
     const y = this.z.map((_, i) => this.rowMin + i);
@@ -134,7 +134,7 @@ export class LatencyHeatmap {
       datarevision: this.revision, uirevision: "keep",
       xaxis: { type: "date", title: { text: "time (interval end)" } },
       yaxis: this.rowsAxis("latency, µs (log2 buckets)") };
-    window.Plotly.react(this.el, [trace], layout, CONFIG);
+    react(this.el, [trace], layout);
     if (!this.el._webprofClick) {
       this.el._webprofClick = true;
       this.el.on("plotly_click", (ev) => this.onClick(ev));
@@ -152,7 +152,7 @@ export class LatencyHeatmap {
       datarevision: this.revision, uirevision: "keep",
       xaxis: { type: "date" }, yaxis: { type: "log", title: { text: "µs" } },
       legend: { orientation: "h" } };
-    window.Plotly.react(this.pctEl, traces, layout, CONFIG);
+    react(this.pctEl, traces, layout);
   }
 
   onClick(ev) {
@@ -192,6 +192,6 @@ export class LatencyHeatmap {
       title: { text: `interval ending ${fmtTime(column.end_ms)}`,
         font: { size: 12 } },
       xaxis: axis, yaxis: { title: { text: "count" }, rangemode: "tozero" } };
-    window.Plotly.react(this.histEl, [trace], layout, CONFIG);
+    react(this.histEl, [trace], layout);
   }
 }

@@ -9,6 +9,7 @@
 import { FlamePanel } from "./flamepanel.js";
 import { cloneTree, decodeWire, emptyTree, findPath, mergeInto } from "./flametree.js";
 import { fmtTime, fmtWeight } from "./format.js";
+import { hasPlotly, react } from "./plot.js";
 import { LiveSocket } from "./socket.js";
 
 const RING_MAX = 60; // intervals kept: the longest window, 60 s at 1 s intervals
@@ -183,7 +184,7 @@ class LiveView {
 
   renderChart() {
     const el = $("rate-chart");
-    if (!window.Plotly || !el) return;
+    if (!hasPlotly() || !el) return;
     const pts = this.ring.slice(-CHART_POINTS);
     const perSec = 1000 / (this.meta.interval_ms || 1000);
     // Time units: µs blocked per second of wall time, shown as ms/s.
@@ -196,7 +197,7 @@ class LiveView {
     const layout = { height: 140, margin: { l: 50, r: 10, t: 24, b: 30 },
       title: { text: what, font: { size: 12 } },
       yaxis: { rangemode: "tozero" }, xaxis: { type: "date" } };
-    window.Plotly.react(el, [trace], layout, { displayModeBar: false, responsive: true });
+    react(el, [trace], layout);
   }
 
   renderStatus() {

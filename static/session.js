@@ -13,10 +13,10 @@ import { FlamePanel } from "./flamepanel.js";
 import { decodeWire } from "./flametree.js";
 import { fmtBucket, fmtDateTime, fmtSpan, fmtWeight } from "./format.js";
 import { rowLabel, rowOf, rowRange } from "./heatmap.js";
+import { newPlot, react, relayout } from "./plot.js";
 import { SubsecondHeatmap } from "./subsecond.js";
 
 const $ = (id) => document.getElementById(id);
-const CONFIG = { displayModeBar: false, responsive: true };
 const MARGIN = { l: 48, r: 0 }; // the heatmap canvas's gutter: x axes line up
 const COLOURS = { cpu: "#d9622b", offcpu: "#2b6cd9", offwake: "#7c3aed" };
 const SELECT_FILL = { a: "rgba(37, 99, 235, 0.18)", b: "rgba(22, 163, 74, 0.18)" };
@@ -173,7 +173,7 @@ class SessionView {
       legend: { orientation: "h", y: 1.25 }, yaxis: { rangemode: "tozero", fixedrange: true },
       yaxis2: { rangemode: "tozero", overlaying: "y", side: "right", fixedrange: true,
         showgrid: false } });
-    await window.Plotly.newPlot(this.timelineEl, traces, layout, CONFIG);
+    await newPlot(this.timelineEl, traces, layout);
     this.renderSelection();
   }
 
@@ -217,7 +217,7 @@ class SessionView {
       hovertemplate: "+%{x:.1f} s<br>%{customdata}<br>count %{z}<extra></extra>" };
     const layout = this.axisLayout({ height: 220, yaxis: { fixedrange: true,
       tickvals: y, ticktext: y.map(rowLabel), range: [lo - 0.5, hi + 0.5] } });
-    window.Plotly.react($(`latency-${kind}`), [trace], layout, CONFIG);
+    react($(`latency-${kind}`), [trace], layout);
   }
 
   // A plotly layout on the heatmap's time axis: same left margin, same range.
@@ -249,13 +249,13 @@ class SessionView {
     if (this.viewPending) return;
     this.viewPending = requestAnimationFrame(() => {
       this.viewPending = 0;
-      for (const el of this.plots()) window.Plotly.relayout(el, { "xaxis.range": this.view.slice() });
+      for (const el of this.plots()) relayout(el, { "xaxis.range": this.view.slice() });
     });
   }
 
   renderSelection() {
     const shapes = this.selectionShapes();
-    for (const el of this.plots()) window.Plotly.relayout(el, { shapes });
+    for (const el of this.plots()) relayout(el, { shapes });
     const s = this.state;
     $("selection").textContent = s.from === null ? "selection: whole session"
       : `selection: +${fmtSpan(s.from)} … +${fmtSpan(s.to)}`;

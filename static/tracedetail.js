@@ -15,6 +15,7 @@ import { decodeWire } from "./flametree.js";
 import { fmtBucket, fmtClock, fmtRate, fmtShort, fmtUs } from "./format.js";
 import { percentile, rowLabel, rowOf, rowRange } from "./heatmap.js";
 import { csrfToken, request } from "./http.js";
+import { react } from "./plot.js";
 
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 1000;
@@ -24,7 +25,6 @@ const HISTOGRAM_KINDS = ["funclat", "syscall", "runqlat", "biolat"];
 // Unit of a stack kind's weights: sample counts, blocked µs, or probe hits.
 const STACK_UNITS = { cpu: "samples", offcpu: "us", offwake: "us", usdt: "hits", tracepoint: "hits" };
 const MAX_BARS_SERIES = 8; // "each series" draws at most this many, the busiest
-const CONFIG = { displayModeBar: false, responsive: true };
 const EACH = "\u0000each"; // the series option that shows every series side by side
 
 // Buckets of every interval summed per series: {name: [[low, high, count], ...]}.
@@ -258,7 +258,7 @@ class TracePage {
       xaxis: { title: { text: "latency bucket (log2, lower bound)" }, tickvals: x,
         ticktext: x.map(rowLabel), fixedrange: true },
       yaxis: { title: { text: "calls" }, rangemode: "tozero", fixedrange: true } };
-    window.Plotly.react($("histogram"), traces, layout, CONFIG);
+    react($("histogram"), traces, layout);
     this.drawStats(shown);
     this.drawRate(shown);
   }
@@ -305,10 +305,10 @@ class TracePage {
       x: its.map((it) => (it.start_ms + it.interval_ms - origin) / 1000),
       y: its.map((it) => (it.series[name] || []).reduce((s, b) => s + b[2], 0) / (it.interval_ms / 1000)),
       hovertemplate: `+%{x:.1f} s: %{y:.1f} calls/s<extra></extra>` }));
-    window.Plotly.react($("rate"), traces, { height: 180, margin: { l: 60, r: 10, t: 10, b: 30 },
+    react($("rate"), traces, { height: 180, margin: { l: 60, r: 10, t: 10, b: 30 },
       showlegend: false,
       xaxis: { ticksuffix: " s", fixedrange: true, range: [0, Math.max(1, ...traces.flatMap((t) => t.x))] },
-      yaxis: { rangemode: "tozero", fixedrange: true } }, CONFIG);
+      yaxis: { rangemode: "tozero", fixedrange: true } });
   }
 
   async loadFlame() {
