@@ -3,9 +3,8 @@
 // intervals once (latency.snapshot) and then one latency.interval each
 // interval; every series is kept here so the selector switches instantly.
 
-import { fmtTime } from "./format.js";
 import { LatencyHeatmap } from "./heatmap.js";
-import { LiveSocket } from "./socket.js";
+import { countBadMessage, dispatcher, renderHealth, renderHostBanner, viewSocket } from "./socket.js";
 
 const KEEP = 300;
 const HEALTH_LABELS = {
@@ -29,13 +28,14 @@ class LatencyView {
     this.lastHealth = {};
     this.intervalsReceived = 0;
     this.paused = false;
-    // onMessage is looked up on each call so a test can wrap view.onMessage.
-    this.socket = new LiveSocket({
-      path: section.dataset.wsPath || "/ws/live/",
-      subscribe: () => ({ v: 1, type: "latency.subscribe", host: this.host, kind: this.kind }),
-      onMessage: (data) => this.onMessage(data),
-      onStatus: () => this.renderStatus(),
-    });
+    this.socket = viewSocket(this, section,
+      () => ({ v: 1, type: "latency.subscribe", host: this.host, kind: this.kind }));
+    this.dispatch = dispatcher({
+      "latency.snapshot": (msg) => this.onSnapshot(msg),
+      "latency.interval": (msg) => this.onInterval(msg),
+      "host.status": (msg) => { this.hostStatus = msg; },
+      error: (msg) => { this.lastError = `server: ${msg.message} (${msg.code})`; },
+    }, (sentence) => countBadMessage(this, sentence));
     this.heatmap = new LatencyHeatmap({ heatmap: $("heatmap"), percentiles: $("percentiles"),
       histogram: $("histogram"), maxColumns: KEEP });
     $("series").addEventListener("change", (e) => this.choose(e.target.value));
@@ -44,18 +44,9 @@ class LatencyView {
     setInterval(() => this.renderStatus(), 1000);
   }
 
+  // One raw frame from the socket; every frame, good or bad, updates the status.
   onMessage(data) {
-    try {
-      const msg = JSON.parse(data);
-      if (msg.type === "latency.snapshot") this.onSnapshot(msg);
-      else if (msg.type === "latency.interval") this.onInterval(msg);
-      else if (msg.type === "host.status") this.hostStatus = msg;
-      else if (msg.type === "error") this.lastError = `server: ${msg.message} (${msg.code})`;
-      else throw new Error(`unknown message type ${JSON.stringify(msg.type)}`);
-    } catch (e) {
-      this.health.bad_messages = (this.health.bad_messages || 0) + 1;
-      this.lastError = `bad message from server: ${e.message}`;
-    }
+    this.dispatch(data);
     this.renderStatus();
   }
 
@@ -139,21 +130,13 @@ class LatencyView {
 
   renderStatus() {
     this.socket.renderBanner($("conn-banner"));
-    const hs = this.hostStatus;
-    $("host-banner").hidden = !hs || hs.connected;
-    if (hs && !hs.connected) {
-      const when = hs.last_seen_ms ? fmtTime(hs.last_seen_ms) : "never";
-      $("host-banner").textContent = `collector disconnected, last seen ${when}`;
-    }
+    renderHostBanner($("host-banner"), this.hostStatus);
     const parts = [this.socket.state, `interval ${this.intervalMs || "?"} ms`,
       `${this.intervals.length} intervals`, `series ${this.chosen()}`, "unit µs"];
     if (this.paused) parts.push("PAUSED");
     if (this.lastError) parts.push(this.lastError);
     $("status").textContent = parts.join(" · ");
-    const items = Object.entries(HEALTH_LABELS).filter(([k]) => this.health[k] > 0)
-      .map(([k, label]) => `${label}: ${this.health[k]} (last interval ${this.lastHealth[k] || 0})`);
-    $("health").hidden = items.length === 0;
-    $("health").textContent = items.join(" · ");
+    renderHealth($("health"), HEALTH_LABELS, this.health, this.lastHealth);
   }
 }
 

@@ -10,7 +10,7 @@ import { FlamePanel } from "./flamepanel.js";
 import { cloneTree, decodeWire, emptyTree, findPath, mergeInto } from "./flametree.js";
 import { fmtTime, fmtWeight } from "./format.js";
 import { hasPlotly, react } from "./plot.js";
-import { LiveSocket } from "./socket.js";
+import { countBadMessage, dispatcher, renderHealth, renderHostBanner, viewSocket } from "./socket.js";
 
 const RING_MAX = 60; // intervals kept: the longest window, 60 s at 1 s intervals
 const CHART_POINTS = 60;
@@ -42,14 +42,16 @@ class LiveView {
     this.intervalsReceived = 0;
     this.lastDrawMs = 0;
     this.draws = 0;
-    // Handlers are looked up on each call (not bound once) so tests and the
-    // latency bench can wrap view.onMessage.
-    this.socket = new LiveSocket({
-      path: section.dataset.wsPath || "/ws/live/",
-      subscribe: () => ({ v: 1, type: "live.subscribe", host: this.host, kind: this.kind,
-        ...this.filter }),
-      onMessage: (data) => this.onMessage(data),
-      onStatus: () => this.renderStatus(),
+    this.socket = viewSocket(this, section, () => ({ v: 1, type: "live.subscribe",
+      host: this.host, kind: this.kind, ...this.filter }));
+    this.dispatch = dispatcher({
+      "live.snapshot": (msg) => this.onSnapshot(msg),
+      "live.interval": (msg) => this.onInterval(msg),
+      "host.status": (msg) => this.onHostStatus(msg),
+      error: (msg) => this.onError(msg),
+    }, (sentence) => {
+      countBadMessage(this, sentence);
+      this.renderStatus();
     });
     this.resetState();
     this.panel = new FlamePanel({ graph: { unit: this.unit, waker: this.kind === "offwake" },
@@ -75,21 +77,9 @@ class LiveView {
   }
 
   // ---- messages ---------------------------------------------------------
+  // One raw frame from the socket (tests inject frames here).
   onMessage(data) {
-    let msg;
-    try {
-      msg = JSON.parse(data);
-      if (msg.type === "live.snapshot") this.onSnapshot(msg);
-      else if (msg.type === "live.interval") this.onInterval(msg);
-      else if (msg.type === "host.status") this.onHostStatus(msg);
-      else if (msg.type === "error") this.onError(msg);
-      else throw new Error(`unknown message type ${JSON.stringify(msg.type)}`);
-    } catch (e) {
-      // A bad message is counted and shown, never silently skipped.
-      this.health.bad_messages = (this.health.bad_messages || 0) + 1;
-      this.lastError = `bad message from server: ${e.message}`;
-      this.renderStatus();
-    }
+    this.dispatch(data);
   }
 
   onSnapshot(msg) {
@@ -202,13 +192,7 @@ class LiveView {
 
   renderStatus() {
     this.socket.renderBanner($("conn-banner"));
-    const hb = $("host-banner");
-    const hs = this.hostStatus;
-    hb.hidden = !hs || hs.connected;
-    if (hs && !hs.connected) {
-      const ago = hs.last_seen_ms ? `${fmtTime(hs.last_seen_ms)} (${Math.round((Date.now() - hs.last_seen_ms) / 1000)} s ago)` : "never";
-      hb.textContent = `collector disconnected, last seen ${ago}`;
-    }
+    renderHostBanner($("host-banner"), this.hostStatus, { withAge: true });
     const tree = this.tree();
     const f = this.filter;
     const parts = [
@@ -223,16 +207,7 @@ class LiveView {
     if (this.lastError) parts.push(this.lastError);
     $("status").textContent = parts.join(" · ");
     $("status").classList.toggle("paused", this.paused);
-    this.renderHealth();
-  }
-
-  // Every non-zero drop counter is shown: total since subscribe (last interval).
-  renderHealth() {
-    const items = Object.entries(HEALTH_LABELS)
-      .filter(([k]) => this.health[k] > 0)
-      .map(([k, label]) => `${label}: ${this.health[k]} (last interval ${this.lastHealth[k] || 0})`);
-    $("health").hidden = items.length === 0;
-    $("health").textContent = items.join(" · ");
+    renderHealth($("health"), HEALTH_LABELS, this.health, this.lastHealth);
   }
 
   // ---- controls ---------------------------------------------------------------

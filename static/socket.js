@@ -1,7 +1,9 @@
 // The browser side of one live websocket, shared by the live and latency
-// pages: connect, subscribe, reconnect with backoff, and the banner that says
-// why no data is arriving.  Parsing and dispatch stay with each page because
-// what counts as a bad message (and where it is counted) is page-specific.
+// pages: connect, subscribe, reconnect with backoff, dispatch each frame by
+// its message type to the page's table of handlers, and the banners and
+// counters that say why no (good) data is arriving.
+
+import { fmtTime } from "./format.js";
 
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 10000;
@@ -79,4 +81,63 @@ export class LiveSocket {
     }
     el.hidden = !(this.state === "reconnecting" || this.state === "auth");
   }
+}
+
+// The socket of a live page's view: its path from the page's section
+// (data-ws-path), each frame to view.onMessage(data) and each change of state
+// to view.renderStatus().  Both are looked up on each call, not bound once, so
+// that tests and the latency bench (bench/e2e_latency.py) can wrap them.
+export function viewSocket(view, section, subscribe) {
+  return new LiveSocket({
+    path: section.dataset.wsPath || "/ws/live/",
+    subscribe,
+    onMessage: (data) => view.onMessage(data),
+    onStatus: () => view.renderStatus(),
+  });
+}
+
+// A frame handler for a table of {type: handler(msg)}.  A frame that is not
+// JSON, has a type no handler takes, or whose handler throws (a bad tree, say)
+// is a bad message: onBad(sentence) is told, so that the page counts and shows
+// it rather than skipping it silently.
+export function dispatcher(handlers, onBad) {
+  return (data) => {
+    try {
+      const msg = JSON.parse(data);
+      const handle = Object.hasOwn(handlers, msg.type) ? handlers[msg.type] : null;
+      if (!handle) throw new Error(`unknown message type ${JSON.stringify(msg.type)}`);
+      handle(msg);
+    } catch (e) {
+      onBad(`bad message from server: ${e.message}`);
+    }
+  };
+}
+
+// Counters a bad frame adds to: health.bad_messages, and the page's last error.
+export function countBadMessage(view, sentence) {
+  view.health.bad_messages = (view.health.bad_messages || 0) + 1;
+  view.lastError = sentence;
+}
+
+// The collector's banner from the last host.status: hidden while it is
+// connected.  withAge adds how long ago it was last seen.
+export function renderHostBanner(el, hs, { withAge = false } = {}) {
+  el.hidden = !hs || hs.connected;
+  if (!hs || hs.connected) return;
+  let when = "never";
+  if (hs.last_seen_ms) {
+    when = fmtTime(hs.last_seen_ms);
+    if (withAge) when += ` (${Math.round((Date.now() - hs.last_seen_ms) / 1000)} s ago)`;
+  }
+  el.textContent = `collector disconnected, last seen ${when}`;
+}
+
+// Every non-zero drop counter of `labels` ({counter: label}): its total since
+// the last snapshot, and its count in the last interval.
+export function renderHealth(el, labels, health, lastHealth) {
+  const items = Object.entries(labels)
+    .filter(([k]) => health[k] > 0)
+    .map(([k, label]) => `${label}: ${health[k]} (last interval ${lastHealth[k] || 0})`);
+  el.hidden = items.length === 0;
+  el.textContent = items.join(" · ");
 }
