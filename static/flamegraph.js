@@ -1,65 +1,15 @@
-// Canvas flame graph for trees from flametree.js.
+// Canvas flame graph for trees from flametree.js: layout, zoom, and what
+// is under the mouse (tooltip, click to zoom).  flamepaint.js paints it.
 //
 // Built for the server's 16,384-node budget at one redraw per interval:
-// layout fills flat arrays (no per-frame objects), frames narrower than
-// MIN_PX are skipped with their whole subtree (children are never wider),
-// rectangles are filled in one path per colour, and text is drawn only where
-// a monospace label fits, which avoids measureText per frame.
+// layout fills flat arrays (no per-frame objects), and frames narrower than
+// MIN_PX are skipped with their whole subtree (children are never wider).
 
-import { OTHER_KEY, findPath } from "./flametree.js";
+import { SEP_LABEL, paintFrames } from "./flamepaint.js";
+import { OTHER_KEY, WAKER_SEPARATOR, findPath } from "./flametree.js";
 import { fmtPercent, fmtWeight } from "./format.js";
 
 const MIN_PX = 0.5; // narrower frames are invisible at any device pixel ratio
-const FONT_PX = 11;
-const FONT = `${FONT_PX}px ui-monospace, "DejaVu Sans Mono", monospace`;
-// Warm hues for user frames, cooler teal/blue for kernel frames ("_[k]"),
-// as in Brendan Gregg's flamegraph.pl "java"/"perl" palettes.
-const WARM = 16;
-const COOL = 8;
-const HIGHLIGHT = WARM + COOL; // colour slot for search matches
-const OTHER = HIGHLIGHT + 1; // hatched slot for "[other: N frames]" folds
-// Off-wake views: frames of the waker's stack (above the separator) get a
-// blue family of their own, and the separator is drawn as a thin band.
-const WAKE = OTHER + 1;
-const WAKE_N = 8;
-const SEP = WAKE + WAKE_N;
-export const WAKER_SEPARATOR = "--";
-export const SEP_LABEL = "woken by ↑";
-export const SEP_BAND = "#3b3f46"; // the band's line colour (tests look for it)
-const SEP_FILL = "#e6e9ee";
-const PALETTE = [];
-for (let i = 0; i < WARM; i++) {
-  PALETTE.push(`hsl(${(8 + (i * 37) % 42)}, ${78 + (i % 3) * 6}%, ${55 + (i * 7) % 14}%)`);
-}
-for (let i = 0; i < COOL; i++) {
-  PALETTE.push(`hsl(${(178 + (i * 11) % 40)}, 55%, ${52 + (i * 5) % 14}%)`);
-}
-PALETTE.push("hsl(300, 80%, 62%)");
-PALETTE.push("#c8c8c8"); // OTHER: replaced by the hatch pattern
-for (let i = 0; i < WAKE_N; i++) {
-  PALETTE.push(`hsl(${205 + (i * 7) % 35}, ${58 + (i % 3) * 6}%, ${58 + (i * 5) % 12}%)`);
-}
-PALETTE.push(SEP_FILL);
-
-function hashName(name) {
-  // FNV-1a: cheap, stable across page loads, so a function keeps its colour.
-  let h = 2166136261;
-  for (let i = 0; i < name.length; i++) {
-    h ^= name.charCodeAt(i);
-    h = Math.imul(h, 16777619);
-  }
-  return h >>> 0;
-}
-
-function colourSlot(node, waker) {
-  if (waker) return node.name === WAKER_SEPARATOR ? SEP : WAKE + (hashName(node.name) % WAKE_N);
-  if (node._c === undefined) {
-    if (node.key === OTHER_KEY) node._c = OTHER;
-    else if (node.name.endsWith("_[k]")) node._c = WARM + (hashName(node.name) % COOL);
-    else node._c = hashName(node.name) % WARM;
-  }
-  return node._c;
-}
 
 export class FlameGraph {
   // colourOf(node) -> CSS colour or null, and tooltipLines(node) -> [lines]
@@ -84,8 +34,6 @@ export class FlameGraph {
     this.maxDepth = 0;
     this.rows = 0; // canvas height in rows, see fitRows()
     this.lastRenderMs = 0;
-    this.charW = 0;
-    this.hatch = null;
     this.tooltip = document.createElement("div");
     this.tooltip.className = "fg-tooltip";
     this.tooltip.hidden = true;
@@ -244,6 +192,7 @@ export class FlameGraph {
     }
   }
 
+  // Sizes the canvas to the rows laid out, then paints.
   draw() {
     const dpr = window.devicePixelRatio || 1;
     this.fitRows();
@@ -261,98 +210,7 @@ export class FlameGraph {
     const ctx = this.ctx;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, this.width, cssH);
-    const buckets = PALETTE.map(() => []);
-    const custom = new Map(); // colour -> frames, from colourOf
-    const test = this.search;
-    for (let i = 0; i < this.n; i++) {
-      const node = this.nodes[i];
-      if (test && node !== this.root && test(node.name)) {
-        buckets[HIGHLIGHT].push(i);
-        continue;
-      }
-      const colour = this.colourOf && this.colourOf(node);
-      if (colour) {
-        if (!custom.has(colour)) custom.set(colour, []);
-        custom.get(colour).push(i);
-      } else buckets[colourSlot(node, this.flags[i])].push(i);
-    }
-    const h = this.rowH - 1; // 1 px gap between rows
-    for (const [colour, list] of custom) {
-      ctx.fillStyle = colour;
-      for (const i of list) {
-        const w = this.ws[i];
-        ctx.fillRect(this.xs[i], this.rowY(this.depths[i]), w > 1.5 ? w - 0.5 : w, h);
-      }
-    }
-    for (let s = 0; s < buckets.length; s++) {
-      const list = buckets[s];
-      if (!list.length) continue;
-      ctx.fillStyle = s === OTHER ? this.hatchPattern() : PALETTE[s];
-      for (const i of list) {
-        const w = this.ws[i];
-        ctx.fillRect(this.xs[i], this.rowY(this.depths[i]), w > 1.5 ? w - 0.5 : w, h);
-      }
-    }
-    // The separator: a light row crossed by a thin dark band.
-    ctx.fillStyle = SEP_BAND;
-    for (const i of buckets[SEP]) {
-      ctx.fillRect(this.xs[i], this.rowY(this.depths[i]) + h / 2 - 1, this.ws[i], 3);
-    }
-    if (this.n === 0) {
-      ctx.font = FONT;
-      ctx.fillStyle = "#666";
-      ctx.textBaseline = "middle";
-      ctx.fillText("no samples in this view yet", 6, this.rowH / 2);
-    }
-    this.drawLabels();
-  }
-
-  drawLabels() {
-    const ctx = this.ctx;
-    ctx.font = FONT;
-    if (!this.charW) this.charW = ctx.measureText("abcdefghijklmnopqrstuvwxyz").width / 26;
-    ctx.fillStyle = "#1d1d1d";
-    ctx.textBaseline = "middle";
-    const minW = this.charW * 3 + 6;
-    const yOff = (this.rowH - 1) / 2;
-    for (let i = 0; i < this.n; i++) {
-      const w = this.ws[i];
-      if (w < minW) continue;
-      const node = this.nodes[i];
-      const sep = this.flags[i] && node.name === WAKER_SEPARATOR;
-      const name = node === this.root ? `all (${fmtWeight(node.total, this.unit)})`
-        : sep ? SEP_LABEL : node.name;
-      const fit = Math.floor((w - 6) / this.charW);
-      const label = name.length <= fit ? name : `${name.slice(0, fit - 1)}…`;
-      const x = this.xs[i] + 3;
-      const y = this.rowY(this.depths[i]) + yOff;
-      if (sep) {
-        // Readable over the band: a light box behind the label.
-        ctx.fillStyle = SEP_FILL;
-        ctx.fillRect(x - 2, y - FONT_PX / 2, label.length * this.charW + 4, FONT_PX);
-        ctx.fillStyle = "#1d1d1d";
-      }
-      ctx.fillText(label, x, y);
-    }
-  }
-
-  // Grey diagonal hatching marks folds so they never pass for a real function.
-  hatchPattern() {
-    if (!this.hatch) {
-      const c = document.createElement("canvas");
-      c.width = c.height = 8;
-      const g = c.getContext("2d");
-      g.fillStyle = "#c8c8c8";
-      g.fillRect(0, 0, 8, 8);
-      g.strokeStyle = "#8a8a8a";
-      g.lineWidth = 2;
-      g.beginPath();
-      g.moveTo(-2, 10);
-      g.lineTo(10, -2);
-      g.stroke();
-      this.hatch = this.ctx.createPattern(c, "repeat");
-    }
-    return this.hatch;
+    paintFrames(this, ctx);
   }
 
   // Index of the laid-out frame under canvas CSS pixel (x, y), or -1.
@@ -467,5 +325,3 @@ function sortedChildren(node) {
   node._sortedFor = kids;
   return arr;
 }
-
-window.FlameGraph = FlameGraph;

@@ -10,6 +10,9 @@
 
 export const OTHER_PREFIX = "[other: ";
 export const OTHER_KEY = "[other]";
+// The frame between a blocked stack and its waker's stack in off-wake trees
+// (webprof.core.protocol.WAKER_SEPARATOR): frames above it are the waker's.
+export const WAKER_SEPARATOR = "--";
 
 export function isOther(name) {
   return name.startsWith(OTHER_PREFIX) || name === OTHER_KEY;
