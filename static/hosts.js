@@ -1,27 +1,17 @@
 // Hosts page: refresh the table from /hosts.json every 5 s (no framework).
+import { cell, link } from "./dom.js";
 import { fmtDateTime } from "./format.js";
 
 const table = document.getElementById("hosts");
 
-function cell(tr, text, cls) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (cls) td.className = cls;
-  tr.appendChild(td);
-  return td;
-}
-
 function row(h) {
   const tr = document.createElement("tr");
-  const link = document.createElement("a");
-  link.href = h.url;
-  link.textContent = h.name;
-  cell(tr, "").appendChild(link);
+  cell(tr, link(h.url, h.name));
   cell(tr, h.connected ? "connected" : "offline", h.connected ? "up" : "down");
   const time = document.createElement("time");
   time.dateTime = h.last_seen;
   time.textContent = fmtDateTime(h.last_seen);
-  cell(tr, "").appendChild(time);
+  cell(tr, time);
   cell(tr, h.kernel);
   cell(tr, h.frequency_hz + " Hz, " + h.interval_ms + " ms");
   return tr;

@@ -10,6 +10,7 @@
 // once more, shows why it ended and links to the saved session.
 // window.webprofTrace exposes the state for tests.
 
+import { cell } from "./dom.js";
 import { FlamePanel } from "./flamepanel.js";
 import { decodeWire } from "./flametree.js";
 import { fmtBucket, fmtClock, fmtRate, fmtShort, fmtUs } from "./format.js";
@@ -280,11 +281,7 @@ class TracePage {
         last ? fmtRate(lastCalls / (last.interval_ms / 1000)) : "—",
         ...[0.5, 0.9, 0.99].map((p) => (calls ? fmtUs(percentile(buckets, p)) : "—")),
         peak ? `${fmtShort(peak[0])} – ${fmtShort(peak[1])}` : "—"];
-      for (const text of cells) {
-        const td = document.createElement("td");
-        td.textContent = text;
-        tr.appendChild(td);
-      }
+      for (const text of cells) cell(tr, text);
       const peakCell = tr.lastChild;
       peakCell.className = "peak";
       if (peak) { peakCell.dataset.low = peak[0]; peakCell.dataset.high = peak[1]; }

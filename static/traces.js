@@ -2,6 +2,7 @@
 // refreshed every 2 s while one is active (its state and progress change),
 // else every 15 s (a trace started elsewhere appears).
 // window.webprofTraces exposes the state for tests.
+import { cell, link } from "./dom.js";
 import { fmtClock, fmtDateTime } from "./format.js";
 
 const FINAL = ["finished", "cancelled", "failed"];
@@ -9,21 +10,6 @@ const ACTIVE_MS = 2000;
 const IDLE_MS = 15000;
 const table = document.getElementById("traces");
 const state = { traces: [], loads: 0 };
-
-function cell(tr, content, cls) {
-  const td = document.createElement("td");
-  if (content instanceof Node) td.appendChild(content); else td.textContent = content;
-  if (cls) td.className = cls;
-  tr.appendChild(td);
-  return td;
-}
-
-function link(href, text) {
-  const a = document.createElement("a");
-  a.href = href;
-  a.textContent = text;
-  return a;
-}
 
 function row(t) {
   const tr = document.createElement("tr");
