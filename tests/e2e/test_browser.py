@@ -30,7 +30,7 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-# Search highlight colour of static/flamegraph.js, hsl(300, 80%, 62%), as RGB.
+# Search highlight colour of static/flamepaint.js, hsl(300, 80%, 62%), as RGB.
 HIGHLIGHT_RGB = (236, 80, 236)
 COLLECTOR_WAIT_S = 45  # bcc compiles the program first: seconds of CPU on 2 cores
 

@@ -28,7 +28,7 @@ from webprof.core.protocol import CollectorHello, LatencyDelta, ProfileDelta, en
 
 pytestmark = pytest.mark.e2e
 
-SEP_BAND_RGB = (0x3B, 0x3F, 0x46)  # SEP_BAND in static/flamegraph.js
+SEP_BAND_RGB = (0x3B, 0x3F, 0x46)  # SEP_BAND in static/flamepaint.js
 # The same Chromium (module scope) and page fixtures as the CPU page's tests.
 browser = test_browser.browser
 page = test_browser.page
