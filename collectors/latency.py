@@ -23,14 +23,13 @@ from collectors.base import Loader
 from collectors.maps import HashDrainer
 
 # The handler webprof/cli.py names for this kind; the command is record.main.
-from collectors.record import main as record_main  # noqa: F401
 from collectors.target import comm_text
+from webprof.core.latency import OTHER, rank_series
 from webprof.core.protocol import HEALTH_KEYS, LatencyDelta
 
 NSLOTS = 41  # MAX_SLOT + 1 in the programs
 NR_SLOTS = 1024  # size of syscall.bpf.c's wanted_nr
 DEFAULT_MAX_SERIES = 20
-OTHER = "other"
 
 
 class LatencyCollector(Loader):
@@ -219,13 +218,15 @@ def device_name(dev: int, sys_root: str = "/sys/dev/block") -> str:
 
 def cap_series(slots: dict[str, dict[int, int]],
                max_series: int | None) -> dict[str, dict[int, int]]:
-    """Keep the ``max_series`` largest series; fold the rest into "other"."""
-    if max_series is None or len(slots) <= max_series:
+    """Keep the series that :func:`webprof.core.latency.rank_series` keeps under
+    ``max_series``; fold the rest into "other", so totals stay exact."""
+    kept_names, rest = rank_series({name: sum(s.values()) for name, s in slots.items()},
+                                   max_series)
+    if not rest:
         return dict(slots)
-    ranked = sorted(slots, key=lambda name: (-sum(slots[name].values()), name))
-    kept = {name: slots[name] for name in ranked[:max_series]}
+    kept = {name: slots[name] for name in kept_names}
     other = dict(kept.get(OTHER, {}))
-    for name in ranked[max_series:]:
+    for name in rest:
         for slot, n in slots[name].items():
             other[slot] = other.get(slot, 0) + n
     kept[OTHER] = other

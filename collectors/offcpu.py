@@ -31,7 +31,6 @@ from collectors.delta import Merged, build_profile_delta
 from collectors.maps import HashDrainer, StackReader, all_keys
 
 # The handler webprof/cli.py names for this kind; the command is record.main.
-from collectors.record import main as record_main  # noqa: F401
 from collectors.slots import slot_windows, wall_minus_mono_ns
 from collectors.symbols import Symbolizer
 from collectors.target import comm_text

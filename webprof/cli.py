@@ -144,7 +144,7 @@ def _add_record_offcpu(kinds: Any) -> None:
                        help="include kernel threads (default: user threads only)")
         p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
         _add_save(p)
-        p.set_defaults(handler="collectors.offcpu:record_main")
+        p.set_defaults(handler="collectors.record:main")
 
 
 def _add_record_latency(kinds: Any) -> None:
@@ -165,7 +165,7 @@ def _add_record_latency(kinds: Any) -> None:
                        "{NAME: [[low, high, count], ...]}}")
         p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
         _add_save(p)
-        p.set_defaults(handler="collectors.latency:record_main")
+        p.set_defaults(handler="collectors.record:main")
 
 
 def _add_doctor_command(sub: Any) -> None:
