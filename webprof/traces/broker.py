@@ -186,16 +186,19 @@ class Broker:
             self.dropped_states += 1
             return
         changed = msg.state != active.state
-        active.state, active.elapsed_ms = msg.state, msg.elapsed_ms
-        active.remaining_ms = msg.remaining_ms
         try:
             if msg.state in FINAL_STATES:
-                # Forgotten only once stored: if the write fails, the disconnect
-                # of this collector still ends the trace.
+                # The in-memory progress keeps the last running state until the
+                # final one is stored: the API shows a final state only with its
+                # reason.  Forgotten only once stored: if the write fails, the
+                # disconnect of this collector still ends the trace.
                 await finish_trace(msg.trace_id, msg.state, msg.reason, msg.errors,
                                    elapsed_ms=msg.elapsed_ms)
                 self.traces.pop(msg.trace_id, None)
-            elif changed:
+                return
+            active.state, active.elapsed_ms = msg.state, msg.elapsed_ms
+            active.remaining_ms = msg.remaining_ms
+            if changed:
                 await database_sync_to_async(Trace.objects.filter(pk=msg.trace_id).update)(
                     state=msg.state, elapsed_ms=msg.elapsed_ms, remaining_ms=msg.remaining_ms)
         except DatabaseError:
