@@ -6,8 +6,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from .accounts import ApiToken, AuditEntry
 from .models import Host
-from .traces.models import ApiToken, AuditEntry, Trace
+from .traces.models import Trace
 
 
 @admin.register(Host)

@@ -24,8 +24,8 @@ from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 
+from .accounts import ApiToken, AuditEntry
 from .tokens import token_digest, url_token
-from .traces.models import ApiToken, AuditEntry
 
 TOKEN_BYTES = 32
 PREFIX_CHARS = 8

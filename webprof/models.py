@@ -132,6 +132,8 @@ def can_configure(user: Any) -> bool:
 
 
 # Session models live in their own module; importing them here registers them.
+# API tokens and the audit log, and trace models: imported to register them.
+from .accounts import ApiToken, AuditEntry  # noqa: E402,F401
 from .sessions.models import (  # noqa: E402,F401
     LatencyChunk,
     ProfileChunk,
@@ -140,6 +142,4 @@ from .sessions.models import (  # noqa: E402,F401
     SessionString,
     ShareLink,
 )
-
-# Trace models (targeted traces, API tokens, the audit log): imported to register them.
-from .traces.models import ApiToken, AuditEntry, Trace  # noqa: E402,F401
+from .traces.models import Trace  # noqa: E402,F401

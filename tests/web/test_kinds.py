@@ -4,9 +4,11 @@ family and a page.  A half-added kind fails here, naming what is missing."""
 from __future__ import annotations
 
 import importlib
+from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.test import Client
 
 from webprof.core import kinds
@@ -104,3 +106,12 @@ def _delta(kind: kinds.Kind, trace_id: int) -> dict:
         return {**common, "frequency_hz": 49, "strings": ["app", "main"],
                 "stacks": [[42, 0, 3, 1]]}
     return {**common, "series": {"all": [[0, 1, 5]]}}
+
+
+def test_models_match_their_migrations():
+    """A change of the kind table that changes stored choices comes with a migration."""
+    out = StringIO()
+    try:
+        call_command("makemigrations", "webprof", "--check", "--dry-run", stdout=out)
+    except SystemExit as exc:
+        raise AssertionError(f"models changed without a migration:\n{out.getvalue()}") from exc

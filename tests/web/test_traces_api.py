@@ -21,6 +21,7 @@ from django.contrib.auth.models import Permission
 from django.test import AsyncClient
 from wshelpers import applied, applied_hello, browser, collector, delta, hello, subscribe_text
 
+from webprof.accounts import AuditEntry
 from webprof.auth import create_token, revoke_token
 from webprof.core.protocol import LatencyDelta, ProfileDelta, encode
 from webprof.core.trace_messages import CollectorAnswer, TraceState
@@ -30,7 +31,7 @@ from webprof.sessions.models import Session
 from webprof.sessions.recording import RECORDER
 from webprof.traces import broker as broker_module
 from webprof.traces.broker import reset_broker
-from webprof.traces.models import AuditEntry, Trace
+from webprof.traces.models import Trace
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db(transaction=True)]
 

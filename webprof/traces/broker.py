@@ -30,6 +30,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import DatabaseError
 
+from ..accounts import AuditEntry
 from ..core.clock import now_ms
 from ..core.protocol import Message, encode
 from ..core.trace_messages import (
@@ -43,7 +44,7 @@ from ..core.trace_messages import (
 from ..hub import get_hub
 from ..sessions.models import Session
 from ..sessions.recording import RECORDER
-from .models import ACTIVE_STATES, AuditEntry, Trace
+from .models import ACTIVE_STATES, Trace
 
 log = logging.getLogger("webprof.traces")
 ANSWER_TIMEOUT_S = 5.0

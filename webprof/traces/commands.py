@@ -52,7 +52,7 @@ def revoke(args: argparse.Namespace) -> int:
 
 def list_tokens(args: argparse.Namespace) -> int:
     # Loads models: only once command() has set Django up.
-    from .models import ApiToken
+    from ..accounts import ApiToken
 
     rows = ApiToken.objects.select_related("user").order_by("user__username", "-created")
     if args.username:

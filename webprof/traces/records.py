@@ -14,6 +14,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from ..accounts import AuditEntry
 from ..auth import Caller
 from ..core.clock import now_ms
 from ..core.trace_messages import FINAL_STATES
@@ -22,7 +23,7 @@ from ..models import Host
 from ..sessions.models import Session
 from ..sessions.recording import RECORDER
 from .broker import get_broker
-from .models import ACTIVE_STATES, AuditEntry, Trace
+from .models import ACTIVE_STATES, Trace
 
 MAX_LIST = 100
 
