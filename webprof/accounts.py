@@ -10,14 +10,11 @@ one feature's package.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
-
-if TYPE_CHECKING:
-    from .traces.models import Trace
 
 ACTIONS = [
     ("trace_start", "trace started"),
@@ -78,8 +75,9 @@ class AuditEntry(models.Model):
 
     @classmethod
     def record(cls, action: str, *, user: Any = None, token: ApiToken | None = None,
-               trace: Trace | None = None, host: str = "", detail: str = "",
+               trace: models.Model | None = None, host: str = "", detail: str = "",
                remote_addr: str | None = None) -> AuditEntry:
+        """Append one entry; ``trace`` is a webprof.Trace row."""
         if token is not None and user is None:
             user = token.user
         authenticated = user is not None and getattr(user, "is_authenticated", False)
