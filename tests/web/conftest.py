@@ -32,3 +32,12 @@ def session_cookie(django_user_model) -> bytes:
     return f"sessionid={client.cookies['sessionid'].value}".encode()
 
 
+
+
+@pytest.fixture
+def logged_in(django_user_model) -> Client:
+    """A test client logged in as an ordinary user, "bob"."""
+    user = django_user_model.objects.create_user("bob", password="s3cret-pass")
+    client = Client()
+    client.force_login(user)
+    return client

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.test import Client
 
 from webprof.core import kinds
 from webprof.core.protocol import MESSAGE_TYPES, LatencyDelta, ProfileDelta
@@ -18,14 +17,6 @@ from webprof.core.tracespec import OPTION_FIELDS, TRACE_KINDS
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 ROOT = Path(__file__).resolve().parents[2]
 ALL = [k.name for k in kinds.KINDS]
-
-
-@pytest.fixture
-def logged_in(django_user_model) -> Client:
-    user = django_user_model.objects.create_user("kim", password="s3cret-pass")
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_the_table_names_each_kind_once_in_both_families():

@@ -6,14 +6,6 @@ from webprof.models import Host
 pytestmark = [pytest.mark.web, pytest.mark.django_db]
 
 
-@pytest.fixture
-def logged_in(django_user_model) -> Client:
-    user = django_user_model.objects.create_user("bob", password="s3cret-pass")
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 @pytest.mark.parametrize("path", ["/", "/hosts.json", "/hosts/box1/"])
 def test_pages_require_login(client, path):
     resp = client.get(path)
