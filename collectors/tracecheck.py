@@ -32,7 +32,7 @@ SYS_BLOCK = "/sys/block"
 MAX_PROCESSES = 2000
 MAX_SYMBOLS = 200
 MAX_TRACEPOINTS = 5000
-_PREFIX = re.compile(r"^[A-Za-z0-9_.:$@]{0,128}$")
+_PREFIX = re.compile(r"[A-Za-z0-9_.:$@]{0,128}")  # with .fullmatch
 
 
 @dataclass
@@ -345,7 +345,7 @@ def _query_binary(args: dict) -> str:
 
 def _prefix(args: dict) -> str:
     prefix = args.get("prefix", "")
-    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
         raise ValueError("prefix: letters, digits and _ . : $ @, at most 128")
     return prefix
 

@@ -34,13 +34,15 @@ MAX_MIN_BLOCK_US = 60_000_000
 MAX_PATH = 4096
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_COMM = re.compile(r"^[^\x00-\x1f\x7f]{1,15}$")
-_SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.$@]{0,255}$")
+# Whole values only, always through .fullmatch(): with re.match, "^x$" also
+# accepts "x\n" ($ matches before a final newline).
+_COMM = re.compile(r"[^\x00-\x1f\x7f]{1,15}")
+_SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_.$@]{0,255}")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
-_PROBE = re.compile(rf"^{_IDENT}:{_IDENT}$")
-_TRACEPOINT = re.compile(r"^[A-Za-z0-9_]{1,64}:[A-Za-z0-9_]{1,64}$")
-_SYSCALL = re.compile(r"^[a-z0-9_]{1,32}$")
-_DEVICE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_PROBE = re.compile(rf"{_IDENT}:{_IDENT}")
+_TRACEPOINT = re.compile(r"[A-Za-z0-9_]{1,64}:[A-Za-z0-9_]{1,64}")
+_SYSCALL = re.compile(r"[a-z0-9_]{1,32}")
+_DEVICE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def _target(data: dict, values: dict[str, Any], errors: dict[str, str]) -> None:
         values["pid"] = _int(data, "pid", 1, PID_MAX, errors, required=True)
     elif target == "comm":
         comm = data.get("comm")
-        if not isinstance(comm, str) or not _COMM.match(comm):
+        if not isinstance(comm, str) or not _COMM.fullmatch(comm):
             errors["comm"] = "a process name of 1 to 15 printable characters"
         values["comm"] = comm
     elif target == "cgroup":
@@ -157,7 +159,7 @@ def _options(kind: str, data: dict, values: dict[str, Any], errors: dict[str, st
     elif kind == "biolat":
         device = data.get("device")
         if device not in (None, ""):
-            if not isinstance(device, str) or not _DEVICE.match(device):
+            if not isinstance(device, str) or not _DEVICE.fullmatch(device):
                 errors["device"] = "a block device name such as sda, vda or nvme0n1"
             values["device"] = device
     elif kind == "funclat":
@@ -168,12 +170,12 @@ def _options(kind: str, data: dict, values: dict[str, Any], errors: dict[str, st
     elif kind == "usdt":
         values["binary"] = _path(data, "binary", errors)
         probe = data.get("probe")
-        if not isinstance(probe, str) or not _PROBE.match(probe):
+        if not isinstance(probe, str) or not _PROBE.fullmatch(probe):
             errors["probe"] = "provider:name, each a C identifier"
         values["probe"] = probe
     elif kind == "tracepoint":
         tp = data.get("tracepoint")
-        if not isinstance(tp, str) or not _TRACEPOINT.match(tp):
+        if not isinstance(tp, str) or not _TRACEPOINT.fullmatch(tp):
             errors["tracepoint"] = "category:name, e.g. sched:sched_switch"
         values["tracepoint"] = tp
 
@@ -222,7 +224,7 @@ def _names(data: dict, name: str, pattern: re.Pattern[str], most: int,
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         errors[name] = "must be a list of names"
         return []
-    bad = [v for v in value if not pattern.match(v)]
+    bad = [v for v in value if not pattern.fullmatch(v)]
     if bad:
         errors[name] = f"{bad[0]!r} is not valid: {rule}"
     elif len(value) > most:

@@ -20,7 +20,7 @@ from ..core.tracespec import MAX_PATH, Limits
 MAX_NAME = 200
 MAX_HOST = 255
 FORM_IGNORED = ("csrfmiddlewaretoken",)
-_PREFIX = re.compile(r"^[A-Za-z0-9_.$@:]{0,128}$")
+_PREFIX = re.compile(r"[A-Za-z0-9_.$@:]{0,128}")  # with .fullmatch
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -112,7 +112,7 @@ def query_args(what: str, params: Any) -> dict[str, Any]:
         args["binary"] = binary
     if "prefix" in allowed:
         prefix = params.get("prefix", "")
-        if not _PREFIX.match(prefix):
+        if not _PREFIX.fullmatch(prefix):
             errors["prefix"] = "letters, digits and _ . $ @ : only, at most 128"
         args["prefix"] = prefix
     if "limit" in allowed:
