@@ -91,10 +91,22 @@ def too_big(text: str) -> bool:
 
 
 class RefusingConsumer(AsyncWebsocketConsumer):
-    """Shared error reporting: count refused messages, close when hopeless."""
+    """Shared error reporting: count refused messages, close when hopeless.
+
+    No frame is handled before ``connect()`` authenticated the peer and set
+    ``authenticated``: a refused peer that talks before it reads the close
+    frame (right after the 101) is closed with nothing processed.
+    """
 
     dropped = 0
     consecutive_bad = 0
+    authenticated = False
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        # Every receive path goes through here; the close is already on its way.
+        if not self.authenticated:
+            return
+        await super().websocket_receive(message)
 
     async def refuse(self, code: str, message: str) -> None:
         self.dropped += 1
@@ -139,10 +151,14 @@ class CollectorConsumer(RefusingConsumer):
 
     async def connect(self) -> None:
         self.ingest = CollectorIngest(self.channel_name, peer(self.scope))
-        await self.accept()
         token = request_token(self.scope)
         expected = settings.COLLECTOR_TOKEN
-        if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
+        self.authenticated = token is not None and hmac.compare_digest(
+            token.encode(), expected.encode())
+        # Accepted, then closed with 4001: the collector (collectors/client.py)
+        # and the tests rely on that code to stop retrying a wrong token.
+        await self.accept()
+        if not self.authenticated:
             reason = "missing token" if token is None else "wrong token"
             log.warning("collector from %s refused: %s", peer(self.scope), reason)
             await self.close(code=protocol.CLOSE_BAD_TOKEN)
@@ -210,9 +226,11 @@ class LiveConsumer(RefusingConsumer):
     async def connect(self) -> None:
         self.subs: dict[str, Subscription] = {}  # family -> subscription
         self.groups_joined: set[str] = set()
-        await self.accept()
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        self.authenticated = user is not None and user.is_authenticated
+        # Accepted, then closed with 4003: live.js shows "not logged in" for it.
+        await self.accept()
+        if not self.authenticated:
             await self.close(code=protocol.CLOSE_NOT_LOGGED_IN)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
