@@ -2,7 +2,8 @@
 
 :class:`ApiToken` rows hold only a SHA-256 digest of each token and its
 first characters.  :class:`AuditEntry` rows are append-only: every start,
-refusal, cancel and end of a trace, and every token created or revoked.
+refusal, cancel and end of a trace, every question put to a host's
+collector (asked or refused), and every token created or revoked.
 Both serve every part of the site (the API, the trace pages, share links
 opened with a token), so they live beside webprof/auth.py rather than in
 one feature's package.
@@ -22,6 +23,8 @@ ACTIONS = [
     ("trace_cancel", "trace cancelled by a user"),
     ("trace_finished", "trace finished"),
     ("trace_failed", "trace failed"),
+    ("host_query", "host question asked"),
+    ("query_refused", "host question refused"),
     ("token_create", "API token created"),
     ("token_revoke", "API token revoked"),
 ]

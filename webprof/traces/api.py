@@ -2,10 +2,11 @@
 
 Every endpoint needs a logged-in caller (session cookie, or ``Authorization:
 Bearer TOKEN``; anonymous: 401 JSON, never a login redirect).  Starting and
-cancelling also need ``webprof.start_traces`` (403).  The views are async:
-starting a trace and the host questions wait on the collector's answer
-(:mod:`webprof.traces.broker`, at most 5 s), and that answer arrives on the
-same event loop.  Database work goes through ``sync_to_async``.
+cancelling, and every question to a host's collector, also need
+``webprof.start_traces`` (403); questions are audited like trace requests.
+The views are async: starting a trace and the host questions wait on the
+collector's answer (:mod:`webprof.traces.broker`, at most 5 s), and that
+answer arrives on the same event loop.  Database work goes through ``sync_to_async``.
 
 ``POST /api/traces`` checks in this order, and stops at the first refusal,
 which is logged in the audit log: permission (403), the body and
@@ -204,7 +205,15 @@ async def hosts(request: HttpRequest, who: Caller) -> JsonResponse:
 
 @api(("GET",))
 async def host_query(request: HttpRequest, who: Caller, host: str, what: str) -> JsonResponse:
-    """A question about a host, answered by its collector."""
+    """A question about a host, answered by its collector as root: it lists every
+    process's command line and reads any file, so it needs the trace permission,
+    and every question is audited, asked or refused."""
+    asked = query_detail(what, request.GET)
+    if not await may_start(who):
+        await db(records.audit)("query_refused", who, request, host=host,
+                                detail=f"{asked}: no permission to ask hosts")
+        return error(403, "you do not have the permission to ask hosts questions: it is "
+                     "the permission to start traces (webprof.start_traces)")
     if what not in QUERIES:
         return error(404, f"unknown question {what!r}; ask one of: {', '.join(QUERIES)}")
     try:
@@ -213,6 +222,7 @@ async def host_query(request: HttpRequest, who: Caller, host: str, what: str) ->
         return errors(exc.errors)
     if await db(records.host_row)(host) is None:
         return error(404, f"no collector has ever connected as {host!r}")
+    await db(records.audit)("host_query", who, request, host=host, detail=asked)
     try:
         result = await get_broker().ask(host, QUERIES[what][0], args)
     except CollectorUnavailable as exc:
@@ -224,6 +234,12 @@ async def host_query(request: HttpRequest, who: Caller, host: str, what: str) ->
     if what == "processes" and isinstance(result, list):
         result = {"processes": result}
     return JsonResponse(result if isinstance(result, dict) else {"result": result})
+
+
+def query_detail(what: str, params: Any) -> str:
+    """A host question as the audit log shows it: ``symbols binary=/usr/bin/app``."""
+    shown = " ".join(f"{k}={v}" for k, v in sorted(params.items()))
+    return f"{what} {shown}".strip()[:1000]
 
 
 @api(("GET",))
