@@ -13,7 +13,9 @@ Pure Python: imports neither Django nor bcc.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -21,6 +23,10 @@ from dataclasses import MISSING, fields
 from typing import Any, ClassVar
 
 PROTOCOL_VERSION = 1
+# Largest counter, weight or id a message may carry: JavaScript's numbers
+# hold integers exactly up to here, and the database's 64-bit columns hold
+# sums of many of them.
+MAX_SAFE_INT = 2**53 - 1
 
 
 class ProtocolError(ValueError):
@@ -73,8 +79,16 @@ def decode_with(known: Mapping[str, type[Message]], data: str | bytes | dict[str
         raise ProtocolError(f"unknown message type {kind!r}")
     body = {k: v for k, v in data.items() if k not in ("v", "type")}
     _check_fields(kind, cls, body)
-    message = cls(**body)
-    message.validate()
+    _check_any_fields(kind, cls, body)
+    try:
+        message = cls(**body)
+        message.validate()
+    except ProtocolError:
+        raise
+    except (TypeError, ValueError, LookupError, ArithmeticError, RecursionError) as exc:
+        # The checks above should make this unreachable; a peer must still see
+        # the documented error rather than a server traceback.
+        raise ProtocolError(f"{kind}: malformed message ({type(exc).__name__})") from None
     return message
 
 
@@ -85,13 +99,110 @@ def _json_object(data: str | bytes | dict[str, Any]) -> dict[str, Any]:
         except UnicodeDecodeError as exc:
             raise ProtocolError(f"not UTF-8: {exc.reason}") from None
     if isinstance(data, str):
-        try:
-            data = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise ProtocolError(f"not JSON: {exc.msg} at character {exc.pos}") from None
+        data = _parse_json(data)
+    elif isinstance(data, dict):
+        _refuse_lone_surrogates(data)  # built in Python: no escapes to look for
     if not isinstance(data, dict):
         raise ProtocolError("a message must be a JSON object")
     return data
+
+
+# JSON's escapes can spell a UTF-16 surrogate on its own ("\ud800"); text that
+# arrived as UTF-8 cannot hold one otherwise.  Only such an escape makes the
+# exact (slower) check worth running.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except ProtocolError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"not JSON: {exc.msg} at character {exc.pos}") from None
+    except RecursionError:
+        raise ProtocolError("not JSON this server accepts: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's int-string limit
+        raise ProtocolError(f"not JSON this server accepts: {_first_line(exc)}") from None
+    if _SURROGATE_ESCAPE.search(text):
+        _refuse_lone_surrogates(data)
+    return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ProtocolError(f"not JSON: {name} is not a JSON number")
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).split(";")[0].split("\n")[0][:120]
+
+
+def _refuse_lone_surrogates(data: Any) -> None:
+    """Raise ProtocolError if any string (value or key) holds a lone UTF-16
+    surrogate: it cannot be encoded as UTF-8, so every viewer it reached
+    would fail to receive its messages.  Iterative: nesting is not bounded yet."""
+    work = [data]
+    while work:
+        value = work.pop()
+        if type(value) is str:
+            if not _is_unicode(value):
+                raise ProtocolError(f"string {_show(value)} holds a lone surrogate "
+                                    "(\\ud800-\\udfff): strings must be valid Unicode")
+        elif type(value) is dict:
+            work.extend(value.keys())
+            work.extend(value.values())
+        elif type(value) is list:
+            work.extend(value)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _show(text: str) -> str:
+    return ascii(text[:40]) + ("..." if len(text) > 40 else "")
+
+
+# Fields typed ``Any`` (trace specs, query arguments and answers) are passed on
+# and re-encoded; their nesting is bounded so that re-encoding cannot recurse
+# out of the stack.
+MAX_ANY_DEPTH = 32
+
+
+def _check_any_fields(kind: str, cls: type[Message], body: dict[str, Any]) -> None:
+    for name in _any_fields(cls):
+        if name in body and _depth_exceeds(body[name], MAX_ANY_DEPTH):
+            raise ProtocolError(f"{kind}: field {name!r} is nested deeper than {MAX_ANY_DEPTH}")
+
+
+@functools.cache
+def _any_fields(cls: type[Message]) -> tuple[str, ...]:
+    hints = typing.get_type_hints(cls)
+    return tuple(f.name for f in fields(cls) if _holds_any(hints[f.name]))  # type: ignore[arg-type]
+
+
+def _holds_any(hint: Any) -> bool:
+    return hint is Any or any(_holds_any(arg) for arg in typing.get_args(hint))
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    work = [(value, 1)]
+    while work:
+        item, depth = work.pop()
+        if type(item) is dict:
+            children: Any = item.values()
+        elif type(item) is list:
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        work.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _check_fields(kind: str, cls: type[Message], body: dict[str, Any]) -> None:
@@ -173,3 +284,30 @@ def check_health(message_type: str, health: dict[str, int], known: typing.Collec
     unknown = set(health) - set(known)
     if unknown:
         raise ProtocolError(f"{message_type}: unknown health counters {sorted(unknown)}")
+
+
+def check_range(kind: str, name: str, value: int, low: int, high: int) -> None:
+    """Raise ProtocolError unless ``low <= value <= high``."""
+    if not low <= value <= high:
+        shown = value if value.bit_length() < 64 else "a number that large"
+        raise ProtocolError(f"{kind}: {name} must be {low}..{high}, not {shown}")
+
+
+def check_strings(kind: str, name: str, values: list[str], max_count: int,
+                  max_chars: int) -> None:
+    """Raise ProtocolError when ``values`` has more than ``max_count`` entries
+    or one longer than ``max_chars`` characters."""
+    if len(values) > max_count:
+        raise ProtocolError(f"{kind}: {name} has {len(values)} entries, more than {max_count}")
+    if values and max(map(len, values)) > max_chars:
+        i = next(i for i, v in enumerate(values) if len(v) > max_chars)
+        raise ProtocolError(f"{kind}: {name}[{i}] is longer than {max_chars} characters")
+
+
+def check_counters(kind: str, counters: dict[str, int], high: int) -> None:
+    """Raise ProtocolError naming the first counter outside ``0..high``."""
+    for name, value in counters.items():
+        if not 0 <= value <= high:
+            shown = value if value.bit_length() < 64 else "a number that large"
+            raise ProtocolError(f"{kind}: health counter {name!r} must be 0..{high}, "
+                                f"not {shown}")

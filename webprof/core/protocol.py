@@ -17,13 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from . import kinds
+from .message import MAX_SAFE_INT as MAX_SAFE_INT  # counters, weights and ids
 from .message import PROTOCOL_VERSION as PROTOCOL_VERSION  # re-exported: the wire's API
 from .message import (
     Message,
     ProtocolError,
+    check_counters,
     check_health,
     check_kind,
     check_non_negative,
+    check_range,
+    check_strings,
     decode_with,
     type_map,
 )
@@ -58,6 +62,32 @@ HEALTH_KEYS = (
     "filtered",  # events dropped on purpose by the collector's filters
 )
 
+# Bounds on every number and length a peer sends, so that one message cannot
+# make the server build huge structures (the session recorder allocates one
+# cell per sub-second slot, the live tree one node per frame).  Each sits well
+# above what the collectors produce; docs/PROTOCOL.md lists them.
+# User and kernel stacks hold at most 127 frames each (PERF_MAX_STACK_DEPTH);
+# an offwake stack is two of each plus a separator and the waker's name.
+MAX_FRAMES_PER_STACK = 1024
+MAX_STACKS_PER_DELTA = 262_144  # the collectors' counts maps hold 40,960 keys per set
+MAX_STRINGS = 1_048_576  # entries of a profile.delta's strings table
+# Characters in one name.  Symbols are not truncated by the collectors and
+# demangled C++ templates run to thousands of characters.
+MAX_STRING_CHARS = 65_536
+MAX_SERIES_PER_DELTA = 1024  # a syscall series per system call (~450) fits
+MAX_BUCKETS_PER_SERIES = 64  # log2 buckets of microseconds: 0..2^63
+MAX_BUCKET_US = 2**64
+# start_ms: unix ms up to 2100-01-01.  The floor stays 0: a board without a
+# real-time clock starts in 1970 until NTP runs.
+MAX_START_MS = 4_102_444_800_000
+MAX_INTERVAL_MS = 3_600_000  # one hour; collectors drain every 0.1..60 s
+MAX_FREQUENCY_HZ = 100_000
+MAX_SLOT_MS = 60_000
+MAX_SLOTS_PER_INTERVAL = 262_144  # ceil(interval_ms / slot_ms)
+MAX_PID = 2**22  # PID_MAX_LIMIT: pids are below it
+MAX_ID = MAX_SAFE_INT  # seq, trace_id, query_id
+MAX_COLLECTORS = 64  # names in a collector.hello
+
 # Width of the sub-second windows of profile.delta ``slots``, in milliseconds:
 # 50 rows per second in a FlameScope-style heatmap, and at 99 Hz about two
 # samples per CPU per window.
@@ -79,6 +109,14 @@ class CollectorHello(Message):
     frequency_hz: int
     interval_ms: int
     agent_version: str
+
+    def validate(self) -> None:
+        # The host name's length is checked by the ingest, which answers bad_host.
+        check_range(self.type, "frequency_hz", self.frequency_hz, 0, MAX_FREQUENCY_HZ)
+        check_range(self.type, "interval_ms", self.interval_ms, 0, MAX_INTERVAL_MS)
+        check_strings(self.type, "collectors", self.collectors, MAX_COLLECTORS, 64)
+        check_strings(self.type, "kernel", [self.kernel], 1, 256)
+        check_strings(self.type, "agent_version", [self.agent_version], 1, 256)
 
 
 @dataclass(frozen=True)
@@ -119,16 +157,34 @@ class ProfileDelta(Message):
         _check_delta_kind(self.type, self.kind, "stack", self.trace_id)
         check_non_negative("profile.delta", trace_id=self.trace_id)
         check_non_negative("profile.delta", seq=self.seq, interval_ms=self.interval_ms)
+        _check_interval(self.type, self.seq, self.start_ms, self.interval_ms, self.trace_id)
+        check_range(self.type, "frequency_hz", self.frequency_hz, 0, MAX_FREQUENCY_HZ)
+        check_strings(self.type, "strings", self.strings, MAX_STRINGS, MAX_STRING_CHARS)
+        if len(self.stacks) > MAX_STACKS_PER_DELTA:
+            raise ProtocolError(f"profile.delta: {len(self.stacks)} stacks, more than "
+                                f"{MAX_STACKS_PER_DELTA}")
+        self._validate_stacks()
+        check_health(self.type, self.health, HEALTH_KEYS)
+        check_counters(self.type, self.health, MAX_SAFE_INT)
+        self._validate_slots()
+
+    def _validate_stacks(self) -> None:
         n = len(self.strings)
+        longest = MAX_FRAMES_PER_STACK + 3
+        total = 0
         for i, entry in enumerate(self.stacks):
-            if len(entry) < 3 or any(type(x) is not int for x in entry):
+            if not 3 <= len(entry) <= longest or any(type(x) is not int for x in entry):
+                if len(entry) > longest:
+                    raise ProtocolError(f"profile.delta: stacks[{i}] has {len(entry) - 3} "
+                                        f"frames, more than {MAX_FRAMES_PER_STACK}")
                 raise ProtocolError(f"profile.delta: stacks[{i}] must be [pid, comm, weight, ...]")
-            if entry[2] <= 0 or entry[0] < 0:
+            if not 0 < entry[2] <= MAX_SAFE_INT or not 0 <= entry[0] < MAX_PID:
                 raise ProtocolError(f"profile.delta: stacks[{i}] has a bad pid or weight")
             if not all(0 <= x < n for x in entry[3:]) or not 0 <= entry[1] < n:
                 raise ProtocolError(f"profile.delta: stacks[{i}] names a string not in the table")
-        check_health(self.type, self.health, HEALTH_KEYS)
-        self._validate_slots()
+            total += entry[2]
+        if total > MAX_SAFE_INT:
+            raise ProtocolError(f"profile.delta: weights sum to more than {MAX_SAFE_INT}")
 
     def slot_count(self) -> int:
         """Windows in the interval: ceil(interval_ms / slot_ms), at least 1."""
@@ -141,6 +197,10 @@ class ProfileDelta(Message):
             if self.slots:
                 raise ProtocolError("profile.delta: slots given but slot_ms is 0")
             return
+        check_range(self.type, "slot_ms", self.slot_ms, 0, MAX_SLOT_MS)
+        if self.slot_count() > MAX_SLOTS_PER_INTERVAL:
+            raise ProtocolError(f"profile.delta: interval_ms / slot_ms makes {self.slot_count()}"
+                                f" slots, more than {MAX_SLOTS_PER_INTERVAL}")
         if len(self.slots) != len(self.stacks):
             raise ProtocolError(f"profile.delta: {len(self.slots)} slots entries for "
                                 f"{len(self.stacks)} stacks (need one per stack)")
@@ -253,11 +313,23 @@ class LatencyDelta(Message):
         if self.unit != "us":
             raise ProtocolError("latency.delta: unit must be 'us'")
         check_non_negative("latency.delta", seq=self.seq, interval_ms=self.interval_ms)
+        _check_interval(self.type, self.seq, self.start_ms, self.interval_ms, self.trace_id)
+        if len(self.series) > MAX_SERIES_PER_DELTA:
+            raise ProtocolError(f"latency.delta: {len(self.series)} series, more than "
+                                f"{MAX_SERIES_PER_DELTA}")
+        check_strings(self.type, "series names", list(self.series), MAX_SERIES_PER_DELTA,
+                      MAX_STRING_CHARS)
         for name, buckets in self.series.items():
+            if len(buckets) > MAX_BUCKETS_PER_SERIES:
+                raise ProtocolError(f"latency.delta: series {name[:80]!r} has {len(buckets)} "
+                                    f"buckets, more than {MAX_BUCKETS_PER_SERIES}")
             for bucket in buckets:
-                if len(bucket) != 3 or not 0 <= bucket[0] < bucket[1] or bucket[2] < 0:
-                    raise ProtocolError(f"latency.delta: bad bucket {bucket!r} in {name!r}")
+                if (len(bucket) != 3 or not 0 <= bucket[0] < bucket[1] <= MAX_BUCKET_US
+                        or not 0 <= bucket[2] <= MAX_SAFE_INT):
+                    raise ProtocolError(f"latency.delta: bad bucket {bucket!r:.80} in "
+                                        f"{name[:80]!r}")
         check_health(self.type, self.health, HEALTH_KEYS)
+        check_counters(self.type, self.health, MAX_SAFE_INT)
 
 
 @dataclass(frozen=True)
@@ -325,8 +397,9 @@ class CollectorConfig(Message):
             raise ProtocolError("collector.config: pid out of range")
         if self.comm is not None and not 0 < len(self.comm) <= 15:
             raise ProtocolError("collector.config: comm must be 1..15 characters")
-        if self.min_block_us < 0 or (
-            self.max_block_us is not None and self.max_block_us < self.min_block_us
+        if not 0 <= self.min_block_us <= MAX_SAFE_INT or (
+            self.max_block_us is not None
+            and not self.min_block_us <= self.max_block_us <= MAX_SAFE_INT
         ):
             raise ProtocolError("collector.config: bad block time range")
 
@@ -379,3 +452,12 @@ def _check_delta_kind(message_type: str, kind: str, family: str, trace_id: int) 
     row = kinds.get(kind)
     if row is None or row.family != family or (not row.live and trace_id <= 0):
         raise ProtocolError(f"{message_type}: unknown kind {kind!r}")
+
+
+def _check_interval(message_type: str, seq: int, start_ms: int, interval_ms: int,
+                    trace_id: int) -> None:
+    """The numbers every delta shares, against the bounds above."""
+    check_range(message_type, "seq", seq, 0, MAX_ID)
+    check_range(message_type, "start_ms", start_ms, 0, MAX_START_MS)
+    check_range(message_type, "interval_ms", interval_ms, 0, MAX_INTERVAL_MS)
+    check_range(message_type, "trace_id", trace_id, 0, MAX_ID)

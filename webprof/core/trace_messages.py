@@ -17,13 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .message import Message, ProtocolError, check_non_negative
+from .message import MAX_SAFE_INT, Message, ProtocolError, check_non_negative, check_range
 
 TRACE_STATES = ("queued", "compiling", "running", "finished", "cancelled", "failed")
 FINAL_STATES = ("finished", "cancelled", "failed")
 QUERY_KINDS = ("processes", "symbols", "usdt_probes", "tracepoints", "devices", "syscalls",
                "check")
 MAX_REASON = 500
+MAX_ERRORS = 64  # per-field reasons in one trace.state
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class TraceStart(Message):
     def validate(self) -> None:
         if self.trace_id <= 0:
             raise ProtocolError("trace.start: trace_id must be positive")
+        check_range(self.type, "trace_id", self.trace_id, 1, MAX_SAFE_INT)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class TraceCancel(Message):
 
     type: ClassVar[str] = "trace.cancel"
     trace_id: int
+
+    def validate(self) -> None:
+        check_range(self.type, "trace_id", self.trace_id, 0, MAX_SAFE_INT)
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,15 @@ class TraceState(Message):
             raise ProtocolError(f"trace.state: unknown state {self.state!r}")
         check_non_negative("trace.state", elapsed_ms=self.elapsed_ms,
                             remaining_ms=self.remaining_ms)
+        check_range(self.type, "trace_id", self.trace_id, 0, MAX_SAFE_INT)
+        check_range(self.type, "elapsed_ms", self.elapsed_ms, 0, MAX_SAFE_INT)
+        check_range(self.type, "remaining_ms", self.remaining_ms, 0, MAX_SAFE_INT)
         if len(self.reason) > MAX_REASON:
             raise ProtocolError(f"trace.state: reason longer than {MAX_REASON} characters")
+        if len(self.errors) > MAX_ERRORS or any(
+                len(k) > MAX_REASON or len(v) > MAX_REASON for k, v in self.errors.items()):
+            raise ProtocolError(f"trace.state: at most {MAX_ERRORS} errors of at most "
+                                f"{MAX_REASON} characters")
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,7 @@ class CollectorQuery(Message):
     args: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
+        check_range(self.type, "query_id", self.query_id, 0, MAX_SAFE_INT)
         if self.what not in QUERY_KINDS:
             raise ProtocolError(f"collector.query: unknown question {self.what!r}")
 
@@ -93,6 +106,7 @@ class CollectorAnswer(Message):
     error: str = ""
 
     def validate(self) -> None:
+        check_range(self.type, "query_id", self.query_id, 0, MAX_SAFE_INT)
         if len(self.error) > MAX_REASON:
             raise ProtocolError(f"collector.answer: error longer than {MAX_REASON} characters")
 
