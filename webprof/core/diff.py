@@ -75,14 +75,20 @@ def _function_weights(tree: FlameTree) -> Iterator[tuple[str, int, int]]:
     """(name, self, total) per function; recursion counted once in total."""
     self_w: Counter[str] = Counter()
     total_w: Counter[str] = Counter()
-    work: list[tuple[Node, frozenset[str]]] = [
-        (c, frozenset()) for c in tree.root.children.values()]
+    # How often each name occurs on the path to the current node: kept up to
+    # date on the way down and back up, so a deep stack costs its depth once.
+    on_path: Counter[str] = Counter()
+    work: list[Node | str] = list(tree.root.children.values())
     while work:
-        node, above = work.pop()
+        node = work.pop()
+        if isinstance(node, str):  # leaving that node's subtree
+            on_path[node] -= 1
+            continue
         self_w[node.name] += node.self_count
-        if node.name not in above:
+        if not on_path[node.name]:
             total_w[node.name] += node.total
-        below = above | {node.name}
-        work.extend((c, below) for c in node.children.values())
+        on_path[node.name] += 1
+        work.append(node.name)
+        work.extend(node.children.values())
     for name, total in total_w.items():
         yield name, self_w[name], total

@@ -89,14 +89,19 @@ class FlameTree:
         return out
 
     def stacks(self) -> Iterator[tuple[tuple[str, ...], int]]:
-        """Yield ``(frames, self_weight)`` for every node with self weight."""
-        stack: list[tuple[Node, tuple[str, ...]]] = [(self.root, ())]
-        while stack:
-            node, path = stack.pop()
-            if node.self_count and path:
-                yield path, node.self_count
-            for name in sorted(node.children, reverse=True):
-                stack.append((node.children[name], path + (name,)))
+        """Yield ``(frames, self_weight)`` for every node with self weight,
+        sorted by path.  One path list is shared along the walk, so a deep
+        stack costs its depth once, not once per frame."""
+        path: list[str] = []
+        work = [(node, 0) for _, node in sorted(self.root.children.items(), reverse=True)]
+        while work:
+            node, depth = work.pop()
+            del path[depth:]
+            path.append(node.name)
+            if node.self_count:
+                yield tuple(path), node.self_count
+            work.extend((child, depth + 1)
+                        for _, child in sorted(node.children.items(), reverse=True))
 
     def node_count(self) -> int:
         """Nodes other than the root."""
@@ -178,37 +183,49 @@ class FlameTree:
         if len(nodes) % 3 or not nodes:
             raise ValueError("nodes must be a non-empty list of triples")
         tree = cls()
-        pos = 0
-
-        def read(node: Node) -> None:
-            nonlocal pos
+        root = tree.root
+        root.self_count = root.total = nodes[1]
+        # Iterative pre-order read: [node, children still to read] per level.
+        open_nodes: list[list] = [[root, nodes[2]]]
+        pos = 3
+        while open_nodes:
+            top = open_nodes[-1]
+            if not top[1]:
+                open_nodes.pop()
+                if open_nodes:
+                    open_nodes[-1][0].total += top[0].total
+                continue
+            top[1] -= 1
+            if pos >= len(nodes):
+                raise ValueError("truncated node list")
             name_idx, self_count, n_children = nodes[pos : pos + 3]
             pos += 3
-            node.self_count = self_count
-            node.total = self_count
-            for _ in range(n_children):
-                if pos >= len(nodes):
-                    raise ValueError("truncated node list")
-                name = names[nodes[pos]]
-                child = node.child(name)
-                read(child)
-                node.total += child.total
-            del name_idx
-
-        read(tree.root)
+            child = top[0].child(names[name_idx])
+            child.self_count = child.total = self_count
+            open_nodes.append([child, n_children])
         if pos != len(nodes):
             raise ValueError("trailing nodes after the root")
         return tree
 
 
 def _merge_node(dst: Node, src: Node, sign: int) -> None:
+    """Add ``sign`` times ``src`` into ``dst``; iterative, as stacks can be deep.
+
+    A node's counts change when its parent is visited, so a subtraction can
+    drop a node whose total reaches zero before walking below it."""
     dst.self_count += sign * src.self_count
     dst.total += sign * src.total
-    for name, child in src.children.items():
-        target = dst.child(name)
-        _merge_node(target, child, sign)
-        if target.total <= 0 and sign < 0:
-            del dst.children[name]
+    work = [(dst, src)]
+    while work:
+        d, s = work.pop()
+        for name, child in s.children.items():
+            target = d.child(name)
+            target.self_count += sign * child.self_count
+            target.total += sign * child.total
+            if target.total <= 0 and sign < 0:
+                del d.children[name]
+            elif child.children:
+                work.append((target, child))
 
 
 def _select_nodes(root: Node, budget: int) -> set[int]:
@@ -246,21 +263,24 @@ def _select_nodes(root: Node, budget: int) -> set[int]:
     return {id(node) for node in order[:best]}
 
 
-def _copy_kept(src: Node, dst: Node, keep: set[int]) -> None:
-    dst.self_count = src.self_count
-    dst.total = src.total
-    folded_total = 0
-    folded_count = 0
-    for name, child in src.children.items():
-        if id(child) in keep:
-            _copy_kept(child, dst.child(name), keep)
-        else:
-            folded_total += child.total
-            folded_count += 1
-    if folded_count:
-        other = dst.child(f"{OTHER_PREFIX}{folded_count} frames]")
-        other.self_count += folded_total
-        other.total += folded_total
+def _copy_kept(src_root: Node, dst_root: Node, keep: set[int]) -> None:
+    work = [(src_root, dst_root)]
+    while work:
+        src, dst = work.pop()
+        dst.self_count = src.self_count
+        dst.total = src.total
+        folded_total = 0
+        folded_count = 0
+        for name, child in src.children.items():
+            if id(child) in keep:
+                work.append((child, dst.child(name)))
+            else:
+                folded_total += child.total
+                folded_count += 1
+        if folded_count:
+            other = dst.child(f"{OTHER_PREFIX}{folded_count} frames]")
+            other.self_count += folded_total
+            other.total += folded_total
 
 
 def _real_node_count(root: Node) -> int:
