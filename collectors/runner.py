@@ -40,6 +40,7 @@ from collectors.base import Collector
 from collectors.tracecheck import ProcessSampler, answer
 from collectors.traces import TraceManager
 from webprof.core import kinds
+from webprof.core.hostname import host_name_problem
 from webprof.core.protocol import (
     CollectorConfig,
     CollectorHello,
@@ -69,6 +70,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"webprof collect: cannot load eBPF programs: {problem}", file=sys.stderr)
         return EXIT_NO_BPF
     host = args.name or socket.gethostname()
+    bad_name = host_name_problem(host)
+    if bad_name:  # --name is checked by argparse; this is the machine's own name
+        print(f"webprof collect: {bad_name}; pass --name NAME", file=sys.stderr)
+        return 1
     wanted = list(getattr(args, "collectors", None) or ["cpu"])
     config = CollectorConfig(collectors=wanted, frequency_hz=args.frequency)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from .core.hostname import host_name_problem
 from .core.kinds import LIVE as LIVE_KINDS
 
 
@@ -59,6 +60,14 @@ def seconds(text: str) -> float:
     if not 0 <= value < 10**9:
         raise argparse.ArgumentTypeError(f"seconds must be >= 0, got {text}")
     return value
+
+
+def host_name(text: str) -> str:
+    """A host name the server accepts (webprof/core/hostname.py)."""
+    problem = host_name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def collector_list(text: str) -> list[str]:

@@ -18,6 +18,7 @@ from .argtypes import (
     collector_list,
     duration,
     frequency,
+    host_name,
     interval,
     non_negative,
     pid,
@@ -86,7 +87,9 @@ def _add_server_commands(sub: Any) -> None:
         metavar="TOKEN",
         help="collector token shown by the server (default: $WEBPROF_TOKEN)",
     )
-    collect.add_argument("--name", metavar="HOST", help="host name to report (default: hostname)")
+    collect.add_argument("--name", type=host_name, metavar="HOST",
+                         help="host name to report: letters, digits, '-', '_' and '.' "
+                         "(default: hostname)")
     _add_collect_options(collect)
     collect.add_argument("--collectors", type=collector_list, default=["cpu"], metavar="LIST",
                          help=COLLECTORS_HELP)

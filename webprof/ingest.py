@@ -27,7 +27,9 @@ import time
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 
+from .core.hostname import host_name_problem
 from .core.protocol import (
     CollectorConfig,
     CollectorHello,
@@ -36,7 +38,7 @@ from .core.protocol import (
     ProfileDelta,
 )
 from .core.trace_messages import CollectorAnswer, TraceState
-from .hub import MAX_HOST_NAME, call, get_hub, group_name, interval_event
+from .hub import call, get_hub, group_name, interval_event
 from .models import Host
 from .sessions.recording import RECORDER
 from .traces.broker import get_broker
@@ -52,6 +54,22 @@ class Refused(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def admit_host(name: str) -> None:
+    """Refuse a host not seen before once ``WEBPROF_MAX_HOSTS`` are stored.
+
+    Two new hosts saying hello at the same instant may both pass the count:
+    the bound is exceeded by at most the hellos in flight, which is enough to
+    keep a flood of made-up names from filling the database and the hub.
+    """
+    if Host.objects.filter(name=name).exists():
+        return
+    limit = settings.WEBPROF_MAX_HOSTS
+    if Host.objects.count() >= limit:
+        raise Refused("too_many_hosts",
+                      f"this server already knows {limit} hosts (WEBPROF_MAX_HOSTS); "
+                      f"{name!r} is not admitted")
 
 
 class CollectorIngest:
@@ -70,8 +88,10 @@ class CollectorIngest:
         if self.host is not None:
             await self._hello_again(hello)
             return None
-        if not hello.host or len(hello.host) > MAX_HOST_NAME:
-            raise Refused("bad_host", f"host name must be 1..{MAX_HOST_NAME} characters")
+        problem = host_name_problem(hello.host)
+        if problem:
+            raise Refused("bad_host", problem)
+        await database_sync_to_async(admit_host)(hello.host)
         self.host = hello.host
         # Traces stored as running that no connection of this process runs are
         # failed before the host shows as connected, so nobody sees them running.

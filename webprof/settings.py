@@ -115,6 +115,9 @@ DEBUG = env_bool("WEBPROF_DEBUG", False)
 ALLOWED_HOSTS = env_list("WEBPROF_ALLOWED_HOSTS", ["*"])
 CSRF_TRUSTED_ORIGINS = env_list("WEBPROF_CSRF_TRUSTED_ORIGINS", [])
 
+# Distinct hosts the server stores; a hello from one more is refused.
+WEBPROF_MAX_HOSTS = env_int("WEBPROF_MAX_HOSTS", 1000, 1, 1_000_000)
+
 # Node budget per tree sent to a browser, and the longest sliding window.
 WEBPROF_MAX_NODES = env_int("WEBPROF_MAX_NODES", 16_384, 100, 1_000_000)
 WEBPROF_KEEP_INTERVALS = env_int("WEBPROF_KEEP_INTERVALS", 60, 1, 3600)
