@@ -172,10 +172,23 @@ def to_pprof(
 # --------------------------------------------------------------------------- folded import
 
 
-def parse_folded_any(text: str) -> FlameTree:
+# Limits of a folded import.  A line of a real profile has at most a few
+# thousand frames (perf's kernel.perf_event_max_stack defaults to 127); the
+# tree costs a few hundred bytes per distinct frame in memory, so the number
+# of distinct nodes is bounded too.
+MAX_FOLDED_FRAMES = 10_000  # frames in one line
+MAX_FOLDED_LINE_CHARS = 1 << 20  # characters in one line
+MAX_FOLDED_NODES = 2_000_000  # distinct frames (tree nodes) in one file
+
+
+def parse_folded_any(text: str | Iterable[str], *, max_frames: int = MAX_FOLDED_FRAMES,
+                     max_line_chars: int = MAX_FOLDED_LINE_CHARS,
+                     max_nodes: int = MAX_FOLDED_NODES) -> FlameTree:
     """Parse folded stacks from webprof, FlameGraph or bcc into a new tree.
 
-    Accepted dialects, all ``comm;outermost;...;leaf COUNT`` per line:
+    ``text`` is the whole file or its lines (without line ends), so a caller
+    can stream a large file.  Accepted dialects, all
+    ``comm;outermost;...;leaf COUNT`` per line:
 
     - webprof's own ``FlameTree.to_folded`` output;
     - FlameGraph's ``stackcollapse-perf.pl`` (optionally ``comm-PID`` as the
@@ -187,20 +200,52 @@ def parse_folded_any(text: str) -> FlameTree:
 
     Blank lines and ``#`` comments are skipped.  The first bad line raises
     FoldedFormatError with its 1-based number; nothing partial is returned.
-    An input with no stacks at all is also an error, reported on line 1.
+    So do a line longer than ``max_line_chars``, one with more than
+    ``max_frames`` frames, and a file whose tree would hold more than
+    ``max_nodes`` nodes.  An input with no stacks at all is also an error,
+    reported on line 1.
     """
     tree = FlameTree()
     stacks = 0
-    for line_no, raw in enumerate(text.splitlines(), start=1):
+    nodes = 0
+    lines = text.splitlines() if isinstance(text, str) else text
+    for line_no, raw in enumerate(lines, start=1):
+        if len(raw) > max_line_chars:
+            raise FoldedFormatError(line_no, raw, f"line longer than {max_line_chars} characters")
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
+        if line.count(";") >= max_frames:
+            raise FoldedFormatError(line_no, raw, f"{line.count(';') + 1} frames, more than "
+                                    f"{max_frames}")
         frames, weight = _parse_line(line_no, raw, line)
-        tree.add(frames, weight)
+        nodes += _add_counting(tree, frames, weight)
+        if nodes > max_nodes:
+            raise FoldedFormatError(line_no, raw, f"the stacks so far make more than "
+                                    f"{max_nodes} distinct frames")
         stacks += 1
     if not stacks:
-        raise FoldedFormatError(1, text[:120], "no stacks found")
+        raise FoldedFormatError(1, text[:120] if isinstance(text, str) else "",
+                                "no stacks found")
     return tree
+
+
+def _add_counting(tree: FlameTree, frames: list[str], weight: int) -> int:
+    """``tree.add(frames, weight)``; return the number of nodes it created."""
+    if not weight:
+        return 0
+    node = tree.root
+    node.total += weight
+    created = 0
+    for name in frames:
+        child = node.children.get(name)
+        if child is None:
+            child = node.child(name)
+            created += 1
+        child.total += weight
+        node = child
+    node.self_count += weight
+    return created
 
 
 def _parse_line(line_no: int, raw: str, line: str) -> tuple[list[str], int]:

@@ -6,20 +6,24 @@ Used by the session page's download links and by ``webprof export`` /
 
 from __future__ import annotations
 
+import codecs
+import io
 import json
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..core.flame import FoldedFormatError
-from ..core.formats import parse_folded_any, to_pprof, to_speedscope
+from ..core.formats import MAX_FOLDED_LINE_CHARS, parse_folded_any, to_pprof, to_speedscope
 from ..core.kinds import STACK, unit
 from .models import Session
 from .store import SessionReader, save_tree
 
 FORMATS = ("folded", "speedscope", "pprof")
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
+IMPORT_CHUNK_BYTES = 1024 * 1024
 
 
 class ExportError(ValueError):
@@ -66,18 +70,21 @@ def export_session(session: Session, fmt: str, kind: str | None = None,
                     f"{base}.{kind}.pb.gz")
 
 
-def import_folded(data: bytes, name: str, owner: Any = None, host: str = "") -> Session:
-    """A new session from folded stacks; nothing is created if a line is bad."""
-    if len(data) > MAX_IMPORT_BYTES:
-        raise ExportError(f"the file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB")
+def import_folded(data: bytes | BinaryIO, name: str, owner: Any = None,
+                  host: str = "") -> Session:
+    """A new session from folded stacks; nothing is created if a line is bad.
+
+    ``data`` is the file's bytes or a binary file object (an upload), read in
+    chunks of IMPORT_CHUNK_BYTES: reading stops with ExportError as soon as
+    MAX_IMPORT_BYTES are passed, and lines are parsed as they arrive."""
     if not name.strip():
         raise ExportError("give the imported session a name")
+    stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+    size = getattr(stream, "size", None)  # an upload knows its size: refuse before reading
+    if isinstance(size, int) and size > MAX_IMPORT_BYTES:
+        raise ExportError(too_big_message())
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ExportError(f"the file is not UTF-8 text (byte {exc.start} is not)") from None
-    try:
-        tree = parse_folded_any(text)
+        tree = parse_folded_any(folded_lines(stream))
     except FoldedFormatError as exc:
         raise ExportError(str(exc)) from None
     if not tree.total:
@@ -85,6 +92,51 @@ def import_folded(data: bytes, name: str, owner: Any = None, host: str = "") -> 
     return save_tree(tree, int(time.time() * 1000), name=name.strip()[:200],
                      owner=owner if getattr(owner, "is_authenticated", False) else None,
                      host=host, source="import")
+
+
+# What str.splitlines() splits on.
+_LINE_ENDS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def too_big_message() -> str:
+    return f"the file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB"
+
+
+def folded_lines(stream: BinaryIO, limit: int | None = None,
+                 max_line_chars: int = MAX_FOLDED_LINE_CHARS) -> Iterator[str]:
+    """The text lines of a UTF-8 byte stream, without their line ends, read
+    chunk by chunk.  Raises ExportError past ``limit`` bytes, on bytes that
+    are not UTF-8, and on a line longer than ``max_line_chars`` before it has
+    been read whole."""
+    limit = MAX_IMPORT_BYTES if limit is None else limit
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    line_no = 0
+    pending = ""
+    while True:
+        chunk = stream.read(IMPORT_CHUNK_BYTES)
+        final = not chunk
+        if len(chunk) + offset > limit:
+            raise ExportError(too_big_message())
+        try:
+            pending += decoder.decode(chunk, final=final)
+        except UnicodeDecodeError as exc:
+            raise ExportError(f"the file is not UTF-8 text (byte {offset + exc.start} is "
+                              "not)") from None
+        offset += len(chunk)
+        lines = pending.splitlines(keepends=True)
+        pending = ""
+        # The last piece may go on in the next chunk, "\r" too (of a "\r\n").
+        if lines and not final and (lines[-1][-1] not in _LINE_ENDS or lines[-1][-1] == "\r"):
+            pending = lines.pop()
+        for line in lines:
+            line_no += 1
+            yield line[:-2] if line.endswith("\r\n") else line.rstrip(_LINE_ENDS)
+        if len(pending) > max_line_chars:
+            raise ExportError(f"line {line_no + 1}: line longer than {max_line_chars} "
+                              "characters")
+        if final:
+            return
 
 
 def _slug(text: str) -> str:

@@ -6,7 +6,12 @@ which field is wrong and why before anything is created.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.http import QueryDict
+from django.utils.datastructures import MultiValueDict
 
 from ..hub import MAX_HOST_NAME
 
@@ -67,3 +72,35 @@ class ImportForm(forms.Form):
         error_messages={"required": "Choose a folded file to upload.",
                         "empty": "The file is empty."})
     name = _name_field(required=True)
+
+
+class LimitedUploadHandler(FileUploadHandler):
+    """First upload handler of the import view: counts the bytes of the
+    upload as they arrive and stops the upload past ``limit``, so an
+    oversized file is neither held in memory nor spooled to disk whole.
+    ``exceeded`` tells the view to say so."""
+
+    def __init__(self, request: Any, limit: int) -> None:
+        super().__init__(request)
+        self.limit = limit
+        self.received = 0
+        self.exceeded = False
+
+    def handle_raw_input(self, input_data: Any, META: Any, content_length: int,  # noqa: N803
+                         boundary: Any, encoding: Any = None) -> Any:
+        # The multipart body is a little larger than the file: allow 64 KiB for
+        # the other fields and the part headers.
+        if content_length > self.limit + 65_536:
+            self.exceeded = True
+            return QueryDict(), MultiValueDict()  # "parsed": nothing is read
+        return None
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.exceeded = True
+            raise StopUpload(connection_reset=False)
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None

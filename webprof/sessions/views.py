@@ -34,13 +34,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ..core.clock import now_ms
 from ..models import Host
 from . import access, share
-from .export import ExportError, export_session, import_folded
-from .forms import EditForm, ImportForm, RecordForm, ShareForm
+from .export import MAX_IMPORT_BYTES, ExportError, export_session, import_folded, too_big_message
+from .forms import EditForm, ImportForm, LimitedUploadHandler, RecordForm, ShareForm
 from .models import LatencyChunk, ProfileChunk, Session, ShareLink
 from .recording import RECORDER
 from .retention import human_bytes
@@ -342,15 +343,29 @@ def revoke_share(request: HttpRequest, link_id: int) -> HttpResponse:
 # ------------------------------------------------------------------------ import, export
 
 @login_required
+@csrf_exempt  # checked by _import_form, after the size-limited upload handler is in place
 @require_http_methods(["GET", "POST"])
 def import_view(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, "sessions/import.html", {"form": ImportForm()})
+    # Django would otherwise spool the whole upload to disk before the view
+    # runs; the handler stops reading it past MAX_IMPORT_BYTES.
+    limit = LimitedUploadHandler(request, MAX_IMPORT_BYTES)
+    request.upload_handlers.insert(0, limit)
+    return _import_form(request, limit)
+
+
+@csrf_protect
+def _import_form(request: HttpRequest, limit: LimitedUploadHandler) -> HttpResponse:
     form = ImportForm(request.POST, request.FILES)
-    if form.is_valid():
+    if limit.exceeded:
+        form.is_valid()
+        form.errors.clear()  # only the size matters: the rest was not read
+        form.add_error("file", f"{too_big_message().capitalize()}.")
+    elif form.is_valid():
         try:
-            session = import_folded(form.cleaned_data["file"].read(),
-                                    form.cleaned_data["name"], owner=request.user)
+            session = import_folded(form.cleaned_data["file"], form.cleaned_data["name"],
+                                    owner=request.user)
         except ExportError as exc:
             form.add_error("file", str(exc))
         else:
