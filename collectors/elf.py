@@ -8,6 +8,16 @@ process that maps the same library share one table.
 
 Only 64-bit little-endian ELF is read (x86_64, arm64).  ``.symtab`` is used
 when present (unstripped binaries, test workloads), ``.dynsym`` otherwise.
+
+The collector runs as root and some paths come from users (trace requests,
+host questions), so every file is treated as hostile: it is opened only if
+it is a regular file (never a FIFO, device or /proc file that would block a
+thread), of at most :data:`MAX_FILE_BYTES`, starting with the ELF magic;
+every table is read within its section, which must lie inside the file;
+names stop at their table's end and at :data:`MAX_NAME_BYTES`; a table has
+at most :data:`MAX_SYMBOLS` entries, and the distinct names read from one
+table total at most :data:`NAME_BYTES_PER_TABLE_BYTE` times its size.
+Anything else is an :class:`ElfError`, the one error a malformed file raises.
 """
 
 from __future__ import annotations
@@ -15,8 +25,12 @@ from __future__ import annotations
 import bisect
 import mmap
 import os
+import stat
 import struct
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 _PHDR = struct.Struct("<IIQQQQQQ")
@@ -27,10 +41,63 @@ SHT_SYMTAB = 2
 SHT_DYNSYM = 11
 STT_FUNC = 2
 STT_GNU_IFUNC = 10
+MAX_FILE_BYTES = 2 << 30  # 2 GiB: larger files are refused, not mapped
+MAX_NAME_BYTES = 4096  # longer names are cut (no uprobe target is that long)
+MAX_SYMBOLS = 4_000_000  # entries of one symbol table (libxul has ~1 M)
+# Linkers share a name's tail between strings ("bar" inside "foo_bar"), so
+# the names read may exceed their table a little, never by this factor.
+NAME_BYTES_PER_TABLE_BYTE = 4
+SPECIAL_ROOTS = ("/proc", "/sys", "/dev")  # pseudo files: never read as binaries
+T = TypeVar("T")
 
 
 class ElfError(ValueError):
-    """The file is not an ELF file this module can read."""
+    """The file is not an ELF file this module can read (or may not be read)."""
+
+
+@contextmanager
+def mapped(path: str, *, public: bool = False) -> Iterator[mmap.mmap]:
+    """The file at ``path`` mapped read-only, after the checks that make it safe
+    to open as root: a regular file (stat'ed before it is opened, so a FIFO or
+    a device is never opened), opened without following a final symlink and
+    without blocking, the same file after opening, small enough, ELF magic.
+    ``public``: refuse files that not every user may read, with the message
+    of a missing file, so that a query does not tell them apart.
+    OSError when missing or unreadable; ElfError for anything else."""
+    before = os.lstat(path)
+    if public and not before.st_mode & stat.S_IROTH:
+        raise FileNotFoundError(2, "no file readable by every user", path)
+    _check_stat(path, before)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+            raise ElfError(f"{path} changed while it was being opened")
+        _check_stat(path, st)
+        if os.pread(fd, len(ELF_MAGIC), 0) != ELF_MAGIC:
+            raise ElfError(f"{path} is not an ELF file")
+        with mmap.mmap(fd, st.st_size, access=mmap.ACCESS_READ) as data:
+            yield data
+    finally:
+        os.close(fd)
+
+
+def _check_stat(path: str, st: os.stat_result) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise ElfError(f"{path} is not a regular file")
+    if st.st_size < _EHDR.size:
+        raise ElfError(f"{path}: too short for ELF")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ElfError(f"{path} is larger than {MAX_FILE_BYTES >> 30} GiB")
+
+
+def resolve(path: str) -> str:
+    """``path`` with every symlink resolved, refused when it lies under /proc,
+    /sys or /dev (their files are not binaries, and some block their reader)."""
+    real = os.path.realpath(path)
+    if any(real == root or real.startswith(root + "/") for root in SPECIAL_ROOTS):
+        raise ElfError(f"{path}: files under {', '.join(SPECIAL_ROOTS)} are not read")
+    return real
 
 
 @dataclass(frozen=True)
@@ -59,34 +126,26 @@ class ElfSymbols:
 
     @classmethod
     def from_path(cls, path: str) -> ElfSymbols:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < _EHDR.size:
-                raise ElfError(f"{path}: too short for ELF")
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                try:
-                    return cls.from_bytes(data, path)
-                except (struct.error, IndexError) as exc:
-                    raise ElfError(f"{path}: malformed ELF ({exc})") from None
+        """OSError when unreadable, ElfError when not a readable ELF file."""
+        with mapped(path) as data:
+            return _malformed_as_elf_error(path, lambda: cls.from_bytes(data, path))
 
     @classmethod
     def from_bytes(cls, data: bytes | mmap.mmap, what: str = "<bytes>") -> ElfSymbols:
-        ident, *hdr = _EHDR.unpack_from(data, 0)
-        if ident[:4] != b"\x7fELF" or ident[4] != 2 or ident[5] != 1:
-            raise ElfError(f"{what}: not a 64-bit little-endian ELF file")
+        hdr = _header(data, what)
         # hdr: type, machine, version, entry, phoff, shoff, flags, ehsize,
         #      phentsize, phnum, shentsize, shnum, shstrndx
-        phoff, shoff = hdr[4], hdr[5]
-        phentsize, phnum, shentsize, shnum = hdr[8], hdr[9], hdr[10], hdr[11]
+        phoff, phentsize, phnum = hdr[4], hdr[8], hdr[9]
+        _check_table(data, what, "program headers", phoff, phentsize, phnum, _PHDR.size)
         segments = []
         for i in range(phnum):
             p_type, _, offset, vaddr, _, filesz, _, _ = _PHDR.unpack_from(
                 data, phoff + i * phentsize)
             if p_type == PT_LOAD:
                 segments.append(Segment(offset, vaddr, filesz))
-        sections = [_SHDR.unpack_from(data, shoff + i * shentsize) for i in range(shnum)]
+        sections = _section_headers(data, hdr, what)
         table = _pick_symbol_table(sections)
-        pairs = _read_functions(data, sections, table) if table is not None else {}
+        pairs = _read_functions(data, sections, table, what) if table is not None else {}
         starts = sorted(pairs)
         ends = [pairs[s][0] for s in starts]
         names = [pairs[s][1] for s in starts]
@@ -120,24 +179,106 @@ def _pick_symbol_table(sections: list[tuple]) -> int | None:
     return None
 
 
-def _read_functions(data: bytes | mmap.mmap, sections: list[tuple],
-                    index: int) -> dict[int, tuple[int, str]]:
+def _read_functions(data: bytes | mmap.mmap, sections: list[tuple], index: int,
+                    what: str = "<bytes>") -> dict[int, tuple[int, str]]:
     """start address -> (end address, name) for defined function symbols."""
-    _, _, _, _, offset, size, link, _, _, entsize = sections[index]
-    str_off = sections[link][4]
-    entsize = entsize or _SYM.size
     result: dict[int, tuple[int, str]] = {}
-    for pos in range(offset, offset + size - entsize + 1, entsize):
-        st_name, st_info, _, st_shndx, st_value, st_size = _SYM.unpack_from(data, pos)
+    for st_info, st_shndx, st_value, st_size, name in _symbols(data, sections, index, what):
         if st_shndx == 0 or st_value == 0 or (st_info & 0xF) not in (STT_FUNC, STT_GNU_IFUNC):
             continue
         if st_value in result and result[st_value][0] > st_value:
             continue  # keep the first alias that has a size
-        start = str_off + st_name
-        end = data.find(b"\0", start)
-        name = bytes(data[start:end]).decode("utf-8", "replace")
-        result[st_value] = (st_value + st_size, name)
+        result[st_value] = (st_value + st_size, name())
     return result
+
+
+# -- bounds: every read below stays inside the file and inside its section -------
+def _header(data: bytes | mmap.mmap, what: str) -> tuple:
+    if len(data) < _EHDR.size:
+        raise ElfError(f"{what}: too short for ELF")
+    ident, *hdr = _EHDR.unpack_from(data, 0)
+    if ident[:4] != ELF_MAGIC or ident[4] != 2 or ident[5] != 1:
+        raise ElfError(f"{what}: not a 64-bit little-endian ELF file")
+    return tuple(hdr)
+
+
+def _check_table(data: bytes | mmap.mmap, what: str, label: str, offset: int,
+                 entsize: int, count: int, least: int) -> None:
+    """A table of ``count`` entries of ``entsize`` bytes (at least ``least``)
+    at ``offset`` lies inside the file."""
+    if count and (entsize < least or offset + count * entsize > len(data)):
+        raise ElfError(f"{what}: malformed ELF ({label} outside the file)")
+
+
+def _section_headers(data: bytes | mmap.mmap, hdr: tuple, what: str) -> list[tuple]:
+    shoff, shentsize, shnum = hdr[5], hdr[10], hdr[11]
+    _check_table(data, what, "section headers", shoff, shentsize, shnum, _SHDR.size)
+    return [_SHDR.unpack_from(data, shoff + i * shentsize) for i in range(shnum)]
+
+
+def _section_span(data: bytes | mmap.mmap, sections: list[tuple], index: int,
+                  what: str) -> tuple[int, int]:
+    """[start, end) of a section's bytes, which must lie inside the file."""
+    if not 0 <= index < len(sections):
+        raise ElfError(f"{what}: malformed ELF (section {index} does not exist)")
+    return _span(data, sections[index], what)
+
+
+def _span(data: bytes | mmap.mmap, section: tuple, what: str) -> tuple[int, int]:
+    offset, size = section[4], section[5]
+    if offset + size > len(data):
+        raise ElfError(f"{what}: malformed ELF (a section lies outside the file)")
+    return offset, offset + size
+
+
+class _Names:
+    """The NUL-terminated names of one string table, read within it: a name
+    stops at its first NUL, the table's end or MAX_NAME_BYTES; each offset is
+    read once, and all the names read total at most a few times the table."""
+
+    def __init__(self, data: bytes | mmap.mmap, start: int, end: int, what: str) -> None:
+        self.data, self.start, self.end, self.what = data, start, end, what
+        self.budget = NAME_BYTES_PER_TABLE_BYTE * (end - start) + MAX_NAME_BYTES
+        self.cache: dict[int, str] = {}
+
+    def at(self, offset: int) -> str:
+        name = self.cache.get(offset)
+        if name is not None:
+            return name
+        start = self.start + offset
+        if start >= self.end:
+            raise ElfError(f"{self.what}: malformed ELF (a name lies outside its table)")
+        stop = min(self.end, start + MAX_NAME_BYTES)
+        nul = self.data.find(b"\0", start, stop)
+        raw = bytes(self.data[start:stop if nul < 0 else nul])
+        self.budget -= len(raw) + 1
+        if self.budget < 0:
+            raise ElfError(f"{self.what}: malformed ELF (its names overlap beyond reason)")
+        name = self.cache[offset] = raw.decode("utf-8", "replace")
+        return name
+
+
+def _symbols(data: bytes | mmap.mmap, sections: list[tuple], index: int,
+             what: str) -> Iterator[tuple[int, int, int, int, Callable[[], str]]]:
+    """(st_info, st_shndx, st_value, st_size, name getter) of each entry of one
+    symbol table; names are read only when asked for."""
+    start, end = _section_span(data, sections, index, what)
+    entsize = sections[index][9] or _SYM.size
+    if entsize < _SYM.size:
+        raise ElfError(f"{what}: malformed ELF (symbol entries of {entsize} bytes)")
+    if (end - start) // entsize > MAX_SYMBOLS:
+        raise ElfError(f"{what}: over {MAX_SYMBOLS} symbols in one table")
+    names = _Names(data, *_section_span(data, sections, sections[index][6], what), what)
+    for pos in range(start, end - entsize + 1, entsize):
+        st_name, st_info, _, st_shndx, st_value, st_size = _SYM.unpack_from(data, pos)
+        yield st_info, st_shndx, st_value, st_size, lambda at=st_name: names.at(at)
+
+
+def _malformed_as_elf_error(what: str, read: Callable[[], T]) -> T:
+    try:
+        return read()
+    except (struct.error, IndexError, OverflowError) as exc:
+        raise ElfError(f"{what}: malformed ELF ({exc})") from None
 
 
 # -- sections, all function names and notes (targeted traces) ------------------
@@ -155,25 +296,23 @@ class ElfSections:
     """
 
     def __init__(self, data: bytes | mmap.mmap, what: str = "<bytes>") -> None:
-        ident, *hdr = _EHDR.unpack_from(data, 0)
-        if ident[:4] != ELF_MAGIC or ident[4] != 2 or ident[5] != 1:
-            raise ElfError(f"{what}: not a 64-bit little-endian ELF file")
-        self.data = data
+        hdr = _header(data, what)
+        self.data, self.what = data, what
         self.type = hdr[0]  # ET_EXEC 2, ET_DYN 3
-        shoff, shentsize, shnum, shstrndx = hdr[5], hdr[10], hdr[11], hdr[12]
-        self.sections = [_SHDR.unpack_from(data, shoff + i * shentsize) for i in range(shnum)]
-        names_at = self.sections[shstrndx][4] if shstrndx < shnum else None
+        shstrndx = hdr[12]
+        self.sections = _section_headers(data, hdr, what)
         self.by_name: dict[str, tuple] = {}
-        for sec in self.sections:
-            if names_at is not None:
-                self.by_name.setdefault(_cstring(data, names_at + sec[0]), sec)
+        if shstrndx < len(self.sections):
+            names = _Names(data, *_section_span(data, self.sections, shstrndx, what), what)
+            for sec in self.sections:
+                self.by_name.setdefault(names.at(sec[0]), sec)
 
     def function_names(self) -> set[str]:
         """Defined FUNC (and IFUNC) symbols of .symtab and .dynsym together."""
         names: set[str] = set()
         for i, sec in enumerate(self.sections):
             if sec[1] in (SHT_SYMTAB, SHT_DYNSYM) and sec[5]:
-                names.update(_function_names(self.data, self.sections, i))
+                names.update(_function_names(self.data, self.sections, i, self.what))
         return names
 
     def address_of(self, section: str) -> int | None:
@@ -187,48 +326,38 @@ class ElfSections:
         if sec is None or sec[1] != SHT_NOTE:
             return []
         out = []
-        pos, end = sec[4], sec[4] + sec[5]
+        pos, end = _span(self.data, sec, self.what)
         while pos + _NOTE.size <= end:
             namesz, descsz, kind = _NOTE.unpack_from(self.data, pos)
             pos += _NOTE.size
+            name_end = pos + ((namesz + 3) & ~3)  # name and descriptor are 4-byte aligned
+            desc_end = name_end + ((descsz + 3) & ~3)
+            if desc_end > end:
+                break  # a note running past its section: the rest is not notes
             owner = bytes(self.data[pos:pos + namesz]).rstrip(b"\0").decode("ascii", "replace")
-            pos += (namesz + 3) & ~3  # name and descriptor are 4-byte aligned
-            desc = bytes(self.data[pos:pos + descsz])
-            pos += (descsz + 3) & ~3
-            out.append((owner, kind, desc))
+            out.append((owner, kind, bytes(self.data[name_end:name_end + descsz])))
+            pos = desc_end
         return out
 
 
-def read_elf(path: str, use):  # use: ElfSections -> T; returns T
+def read_elf(path: str, use: Callable[[ElfSections], T]) -> T:
     """Map ``path`` and call ``use(ElfSections)`` while it is mapped.
 
-    Raises ElfError for files that are not ELF or are malformed, OSError when
-    unreadable.  Reading through a mapping keeps large binaries off the heap.
+    For targeted traces, whose paths come from users: ``path`` is resolved
+    and refused under /proc, /sys and /dev (:func:`resolve`), and the file
+    must be readable by every user (:func:`mapped`).  Raises ElfError for
+    files that are not ELF, are malformed or may not be read, OSError when
+    missing or unreadable.  A mapping keeps large binaries off the heap.
     """
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size < _EHDR.size:
-            raise ElfError(f"{path}: too short for ELF")
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            try:
-                return use(ElfSections(data, path))
-            except (struct.error, IndexError) as exc:
-                raise ElfError(f"{path}: malformed ELF ({exc})") from None
+    real = resolve(path)
+    with mapped(real, public=True) as data:
+        return _malformed_as_elf_error(path, lambda: use(ElfSections(data, path)))
 
 
-def _function_names(data: bytes | mmap.mmap, sections: list[tuple], index: int) -> set[str]:
+def _function_names(data: bytes | mmap.mmap, sections: list[tuple], index: int,
+                    what: str = "<bytes>") -> set[str]:
     """Every defined function symbol's name, aliases included (:func:`_read_functions`
     keeps one name per address, but a uprobe may name any of them)."""
-    _, _, _, _, offset, size, link, _, _, entsize = sections[index]
-    str_off = sections[link][4]
-    entsize = entsize or _SYM.size
-    names = set()
-    for pos in range(offset, offset + size - entsize + 1, entsize):
-        st_name, st_info, _, st_shndx, st_value, _ = _SYM.unpack_from(data, pos)
-        if st_shndx and st_value and (st_info & 0xF) in (STT_FUNC, STT_GNU_IFUNC):
-            names.add(_cstring(data, str_off + st_name))
-    return names
-
-
-def _cstring(data: bytes | mmap.mmap, start: int) -> str:
-    end = data.find(b"\0", start)
-    return bytes(data[start:end]).decode("utf-8", "replace")
+    return {name() for st_info, st_shndx, st_value, _, name
+            in _symbols(data, sections, index, what)
+            if st_shndx and st_value and (st_info & 0xF) in (STT_FUNC, STT_GNU_IFUNC)}

@@ -15,13 +15,12 @@ from __future__ import annotations
 import os
 import pwd
 import re
-import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from collectors import bcc_env, syscalls, usdt
-from collectors.elf import ELF_MAGIC, ElfError, ElfSections, read_elf
+from collectors.elf import ElfError, ElfSections, read_elf, resolve
 from collectors.target import COMM_BYTES
 from webprof.core.trace_messages import CollectorAnswer, CollectorQuery
 from webprof.core.tracespec import MAX_PATH, Limits, SpecErrors, TraceSpec, parse_spec
@@ -39,7 +38,7 @@ _PREFIX = re.compile(r"[A-Za-z0-9_.:$@]{0,128}")  # with .fullmatch
 class HostFacts:
     """What the checks found, in the form the loaders take."""
 
-    binary: str | None = None  # os.path.realpath of the request's binary
+    binary: str | None = None  # the request's binary, resolved (collectors.elf.resolve)
     cgroup_id: int | None = None
     device: int | None = None  # the kernel's dev value, MAJOR << 20 | MINOR
     syscalls: list[int] = field(default_factory=list)
@@ -113,7 +112,8 @@ def cgroup2_roots() -> list[str]:
 
 
 def check_binary(path: str) -> str:
-    """The realpath of a regular, readable 64-bit ELF file; ValueError says why not."""
+    """The resolved path of a regular 64-bit ELF file every user may read;
+    ValueError says why not."""
     errors: dict[str, str] = {}
     real = _check_binary(path, errors, "binary")
     if errors:
@@ -122,26 +122,20 @@ def check_binary(path: str) -> str:
 
 
 def _check_binary(path: str, errors: dict[str, str], name: str) -> str | None:
-    real = os.path.realpath(path)
+    """Resolved here (never trusting the server's check of '..'), refused under
+    /proc, /sys and /dev, and opened by collectors.elf, which reads only
+    regular files without blocking.  A missing file and one that not every
+    user may read get the same answer: a question does not reveal which."""
     try:
-        st = os.stat(real)
-        if not stat.S_ISREG(st.st_mode):
-            errors[name] = f"{real} is not a regular file"
-            return None
-        with open(real, "rb") as f:
-            magic = f.read(4)
-    except FileNotFoundError:
-        errors[name] = f"no file {path} on this host"
+        real = resolve(path)
+        read_elf(real, lambda elf: None)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        errors[name] = f"no file {path} readable by every user on this host"
         return None
     except OSError as exc:
-        errors[name] = f"cannot read {real}: {exc.strerror}"
+        errors[name] = f"cannot read {path}: {exc.strerror}"
         return None
-    if magic != ELF_MAGIC:
-        errors[name] = f"{real} is not an ELF file"
-        return None
-    try:
-        read_elf(real, lambda elf: None)
-    except (ElfError, OSError, ValueError) as exc:
+    except ElfError as exc:
         errors[name] = str(exc)[:300]
         return None
     return real
