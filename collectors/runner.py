@@ -32,6 +32,8 @@ import platform
 import signal
 import socket
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +50,7 @@ from webprof.core.protocol import (
     Message,
     encode,
 )
-from webprof.core.trace_messages import CollectorQuery, TraceCancel, TraceStart
+from webprof.core.trace_messages import CollectorAnswer, CollectorQuery, TraceCancel, TraceStart
 
 if TYPE_CHECKING:  # client.py (websockets) is imported where it is used
     from collectors.client import Outbox, Uplink
@@ -287,17 +289,32 @@ async def _reconfigure(fleet: Fleet, uplink: Uplink, configs: asyncio.Queue) -> 
     uplink.set_hello(hello)
 
 
+QUERY_WORKERS = 2
+QUERY_PENDING = 8  # queries running or waiting for a worker; beyond: "busy"
+QUERY_TIMEOUT_S = 4.0  # under the server's 5 s wait (webprof/traces/broker.py)
+
+
 class TraceDesk:
     """Between the websocket and the TraceManager: every blocking step (checks,
     compiles, detaching, /proc scans) runs in a worker thread, and what it
     produces is pushed to the uplink: ``uplink`` is anything with
-    ``push(text)``, the Uplink itself or the Outbox it sends from."""
+    ``push(text)``, the Uplink itself or the Outbox it sends from.
+
+    Queries (``collector.query``) come from users and read /proc and ELF files,
+    so they run in a pool of their own (QUERY_WORKERS threads, QUERY_PENDING
+    at most, running or waiting; beyond that the answer is "busy" at once),
+    never in the default executor that the drains use: a flood of them
+    cannot delay an interval.  Each is answered within QUERY_TIMEOUT_S: a
+    slower worker finishes later and its answer is dropped, and it keeps its
+    pending slot until it does, so stuck workers fill the desk, not memory."""
 
     def __init__(self, manager: TraceManager, uplink: Outbox | Uplink | None = None) -> None:
         self.manager = manager
         self.uplink = uplink
         self.sampler = ProcessSampler()
         self._tasks: set[asyncio.Task] = set()  # keep references until done
+        self._queries = ThreadPoolExecutor(QUERY_WORKERS, thread_name_prefix="query")
+        self._query_slots = threading.BoundedSemaphore(QUERY_PENDING)
 
     def on_message(self, message: Message) -> None:
         """Called by the uplink (in the event loop) for trace.* and collector.query."""
@@ -315,13 +332,30 @@ class TraceDesk:
             elif isinstance(message, TraceCancel):
                 await asyncio.to_thread(self.manager.cancel, message.trace_id)
             elif isinstance(message, CollectorQuery):
-                reply = await asyncio.to_thread(answer, message, self.manager.limits,
-                                                self.sampler)
-                self.uplink.push(encode(reply))
+                self.uplink.push(encode(await self.answer(message)))
         except Exception as exc:  # a bug here must not kill the collector
             log(f"could not handle {message.type}: {exc}")
             self.uplink.push(encode(Error(code="trace_failed", message=str(exc)[:500])))
         self._push(self.manager.messages())
+
+    async def answer(self, query: CollectorQuery) -> CollectorAnswer:
+        """The query's answer from the query pool: "busy" when it is full, an
+        error when the answer takes over QUERY_TIMEOUT_S."""
+        if not self._query_slots.acquire(blocking=False):
+            return CollectorAnswer(query_id=query.query_id, error=(
+                f"busy: {QUERY_PENDING} questions are pending on this host; ask again shortly"))
+        try:
+            job = self._queries.submit(answer, query, self.manager.limits, self.sampler)
+        except RuntimeError:  # shut down
+            self._query_slots.release()
+            raise
+        job.add_done_callback(lambda _: self._query_slots.release())
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(job), QUERY_TIMEOUT_S)
+        except TimeoutError:
+            job.cancel()  # only if it never started; a running worker's answer is dropped
+            return CollectorAnswer(query_id=query.query_id, error=(
+                f"no answer within {QUERY_TIMEOUT_S:g} s: the question was given up"))
 
     async def drain(self) -> None:
         """One interval of every trace (after the fleet's)."""
@@ -335,6 +369,7 @@ class TraceDesk:
 
     async def shut_down(self) -> None:
         """SIGTERM: stop every trace and report it cancelled before the last flush."""
+        self._queries.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self.manager.close, "the collector is stopping")
         self._push(self.manager.messages())
 
