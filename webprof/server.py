@@ -40,6 +40,9 @@ def serve(args: argparse.Namespace) -> int:
     # daphne.server installs Twisted's asyncio reactor on import: import it first.
     from daphne.endpoints import build_endpoint_description_strings
     from daphne.server import Server
+
+    # Read by the settings: the default ALLOWED_HOSTS names this address.
+    os.environ["WEBPROF_LISTEN_HOST"] = args.host
     if not prepare_django():
         return 2
     # The app's modules load models: only once prepare_django() has set Django up.
@@ -50,6 +53,8 @@ def serve(args: argparse.Namespace) -> int:
     mark_interrupted()
     print(f"collector token: {settings.COLLECTOR_TOKEN}", flush=True)
     print(f"serving on {url(args.host, args.port)} (data in {settings.DATA_DIR})", flush=True)
+    print(f"allowed host names: {', '.join(settings.ALLOWED_HOSTS)} "
+          "(set WEBPROF_ALLOWED_HOSTS to reach it by another name)", flush=True)
     from .asgi import application  # after the two above: it loads the consumers and hub
 
     endpoints = build_endpoint_description_strings(host=args.host, port=args.port)

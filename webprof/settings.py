@@ -109,10 +109,26 @@ COLLECTOR_TOKEN = os.environ.get("WEBPROF_COLLECTOR_TOKEN") or secret_file(
 )
 
 DEBUG = env_bool("WEBPROF_DEBUG", False)
-# "*" by default: the embedded setup listens on 127.0.0.1 and is reached by
-# whatever name the user types (localhost, an SSH tunnel, the machine's name);
-# login is still required for every page.  Set a list when exposing it.
-ALLOWED_HOSTS = env_list("WEBPROF_ALLOWED_HOSTS", ["*"])
+
+def default_allowed_hosts(listen: str) -> list[str]:
+    """The names a server listening on ``listen`` is reached by: the loopback
+    names, plus the address itself, or the machine's name when it listens on
+    every interface.  ``webprof serve`` passes its ``--host`` as
+    WEBPROF_LISTEN_HOST; a bare ``daphne`` gets the loopback names only."""
+    hosts = ["localhost", "127.0.0.1", "[::1]"]
+    if listen in ("0.0.0.0", "::"):
+        hosts.append(socket.gethostname())
+    elif listen:
+        hosts.append(f"[{listen}]" if ":" in listen else listen)
+    return list(dict.fromkeys(hosts))
+
+
+# Django checks the Host header against it, and the browser websocket its
+# Origin (webprof/asgi.py): a page on another site cannot open /ws/live/ with
+# the user's cookie.  Reached by another name (a proxy, a DNS name): set
+# WEBPROF_ALLOWED_HOSTS, comma-separated.
+ALLOWED_HOSTS = env_list(
+    "WEBPROF_ALLOWED_HOSTS", default_allowed_hosts(env_str("WEBPROF_LISTEN_HOST", "").strip()))
 CSRF_TRUSTED_ORIGINS = env_list("WEBPROF_CSRF_TRUSTED_ORIGINS", [])
 
 # Distinct hosts the server stores; a hello from one more is refused.

@@ -11,10 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import signal
+import subprocess
+import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
+from e2eproc import ROOT, free_port, wait_for_port
 from rawws import RawSocket, frame, upgrade_request
 from test_e2e_server import delta, hello, subscriber
 
@@ -142,3 +147,50 @@ async def test_live_without_login_gets_no_snapshot(webprof_server, login_cookie)
     finally:
         await raw.close()
         await col.close()
+
+
+async def live_handshake(server, cookie: str, origin: str | None) -> int:
+    raw = await RawSocket.open(server.port)
+    headers = {"Cookie": cookie, **({"Origin": origin} if origin else {})}
+    try:
+        await raw.write(upgrade_request(server.port, "/ws/live/", headers))
+        return await raw.status()
+    finally:
+        await raw.close()
+
+
+async def test_live_refuses_a_cross_site_origin(webprof_server, login_cookie):
+    """A page on another site cannot open /ws/live/ with the user's cookie."""
+    for evil in ("http://evil.example", f"http://evil.example:{webprof_server.port}", "null"):
+        assert await live_handshake(webprof_server, login_cookie, evil) == 403, evil
+    own = f"http://127.0.0.1:{webprof_server.port}"
+    assert await live_handshake(webprof_server, login_cookie, own) == 101
+    assert await live_handshake(webprof_server, login_cookie, None) == 101  # not a browser
+
+
+def http_status(port: int, host_header: str) -> int:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/login/", headers={"Host": host_header})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_serve_allows_the_names_it_listens_on(tmp_path):
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {"WEBPROF_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "webprof.cli", "serve", "--host", "127.0.0.1",
+             "--port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc, log, 20)
+        assert "allowed host names: localhost, 127.0.0.1, [::1]" in log.read_text()
+        for name in ("127.0.0.1", "localhost"):
+            assert http_status(port, f"{name}:{port}") == 200, name
+        assert http_status(port, "evil.example") == 400
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
