@@ -183,12 +183,13 @@ def _read_functions(data: bytes | mmap.mmap, sections: list[tuple], index: int,
                     what: str = "<bytes>") -> dict[int, tuple[int, str]]:
     """start address -> (end address, name) for defined function symbols."""
     result: dict[int, tuple[int, str]] = {}
-    for st_info, st_shndx, st_value, st_size, name in _symbols(data, sections, index, what):
+    names, entries = _symbols(data, sections, index, what)
+    for st_name, st_info, _, st_shndx, st_value, st_size in entries:
         if st_shndx == 0 or st_value == 0 or (st_info & 0xF) not in (STT_FUNC, STT_GNU_IFUNC):
             continue
         if st_value in result and result[st_value][0] > st_value:
             continue  # keep the first alias that has a size
-        result[st_value] = (st_value + st_size, name())
+        result[st_value] = (st_value + st_size, names.at(st_name))
     return result
 
 
@@ -259,9 +260,9 @@ class _Names:
 
 
 def _symbols(data: bytes | mmap.mmap, sections: list[tuple], index: int,
-             what: str) -> Iterator[tuple[int, int, int, int, Callable[[], str]]]:
-    """(st_info, st_shndx, st_value, st_size, name getter) of each entry of one
-    symbol table; names are read only when asked for."""
+             what: str) -> tuple[_Names, Iterator[tuple[int, ...]]]:
+    """The string table of one symbol table, and its entries (st_name, st_info,
+    st_other, st_shndx, st_value, st_size); names are read only when asked for."""
     start, end = _section_span(data, sections, index, what)
     entsize = sections[index][9] or _SYM.size
     if entsize < _SYM.size:
@@ -269,9 +270,8 @@ def _symbols(data: bytes | mmap.mmap, sections: list[tuple], index: int,
     if (end - start) // entsize > MAX_SYMBOLS:
         raise ElfError(f"{what}: over {MAX_SYMBOLS} symbols in one table")
     names = _Names(data, *_section_span(data, sections, sections[index][6], what), what)
-    for pos in range(start, end - entsize + 1, entsize):
-        st_name, st_info, _, st_shndx, st_value, st_size = _SYM.unpack_from(data, pos)
-        yield st_info, st_shndx, st_value, st_size, lambda at=st_name: names.at(at)
+    return names, (_SYM.unpack_from(data, pos) for pos in range(start, end - entsize + 1,
+                                                                  entsize))
 
 
 def _malformed_as_elf_error(what: str, read: Callable[[], T]) -> T:
@@ -358,6 +358,6 @@ def _function_names(data: bytes | mmap.mmap, sections: list[tuple], index: int,
                     what: str = "<bytes>") -> set[str]:
     """Every defined function symbol's name, aliases included (:func:`_read_functions`
     keeps one name per address, but a uprobe may name any of them)."""
-    return {name() for st_info, st_shndx, st_value, _, name
-            in _symbols(data, sections, index, what)
+    names, entries = _symbols(data, sections, index, what)
+    return {names.at(st_name) for st_name, st_info, _, st_shndx, st_value, _ in entries
             if st_shndx and st_value and (st_info & 0xF) in (STT_FUNC, STT_GNU_IFUNC)}
