@@ -340,7 +340,7 @@ class TraceDesk:
 
     async def answer(self, query: CollectorQuery) -> CollectorAnswer:
         """The query's answer from the query pool: "busy" when it is full, an
-        error when the answer takes over QUERY_TIMEOUT_S."""
+        error when the answer takes over QUERY_TIMEOUT_S or the worker failed."""
         if not self._query_slots.acquire(blocking=False):
             return CollectorAnswer(query_id=query.query_id, error=(
                 f"busy: {QUERY_PENDING} questions are pending on this host; ask again shortly"))
@@ -356,6 +356,9 @@ class TraceDesk:
             job.cancel()  # only if it never started; a running worker's answer is dropped
             return CollectorAnswer(query_id=query.query_id, error=(
                 f"no answer within {QUERY_TIMEOUT_S:g} s: the question was given up"))
+        except Exception as exc:  # a bug: still answer, so the asker does not wait 5 s
+            return CollectorAnswer(query_id=query.query_id,
+                                   error=f"the collector could not answer: {exc}"[:500])
 
     async def drain(self) -> None:
         """One interval of every trace (after the fleet's)."""
