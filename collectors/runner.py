@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from collectors import bcc_env, registry
 from collectors.base import Collector
+from collectors.tokenfile import read_token_file
 from collectors.tracecheck import ProcessSampler, answer
 from collectors.traces import TraceManager
 from webprof.core import kinds
@@ -61,11 +62,24 @@ AGENT_VERSION = "0.1.0"
 KNOWN_COLLECTORS = kinds.LIVE
 
 
-def main(args: argparse.Namespace) -> int:
-    token = args.token or os.environ.get("WEBPROF_TOKEN", "")
+def collector_token(args: argparse.Namespace) -> str:
+    """--token, else --token-file, else $WEBPROF_TOKEN; ValueError says what is wrong."""
+    if getattr(args, "token", None):
+        return args.token
+    if getattr(args, "token_file", None):
+        return read_token_file(args.token_file)
+    token = os.environ.get("WEBPROF_TOKEN", "").strip()
     if not token:
-        print("webprof collect: no collector token: pass --token TOKEN or set WEBPROF_TOKEN "
-              "(the token is printed by `webprof serve`)", file=sys.stderr)
+        raise ValueError("no collector token: set WEBPROF_TOKEN or pass --token-file PATH "
+                         "(the token is printed by `webprof serve`)")
+    return token
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        token = collector_token(args)
+    except ValueError as exc:
+        print(f"webprof collect: {exc}", file=sys.stderr)
         return EXIT_NO_BPF
     problem = bcc_env.check_privileges()
     if problem:

@@ -79,14 +79,19 @@ def _add_server_commands(sub: Any) -> None:
         "collect",
         help="run a collector only, streaming to a server",
         description="Profile this machine and stream to a webprof server. Needs root "
-        "(or CAP_BPF and CAP_PERFMON).",
+        "(or CAP_BPF and CAP_PERFMON). The collector token printed by `webprof serve` "
+        "comes from $WEBPROF_TOKEN or --token-file.",
     )
     collect.add_argument("--server", required=True, metavar="URL", help="e.g. ws://host:8000")
-    collect.add_argument(
-        "--token",
-        metavar="TOKEN",
-        help="collector token shown by the server (default: $WEBPROF_TOKEN)",
-    )
+    token = collect.add_mutually_exclusive_group()
+    token.add_argument(
+        "--token-file", metavar="PATH",
+        help="read the collector token from PATH, a file owned by you with mode 0600 "
+        "(default: $WEBPROF_TOKEN)")
+    token.add_argument(
+        "--token", metavar="TOKEN",
+        help="the collector token itself; avoid: other local users can read it in the "
+        "process list (ps). Use --token-file or $WEBPROF_TOKEN")
     collect.add_argument("--name", type=host_name, metavar="HOST",
                          help="host name to report: letters, digits, '-', '_' and '.' "
                          "(default: hostname)")
