@@ -213,6 +213,33 @@ def test_huge_numbers_do_not_print_in_full():
     assert len(str(err.value)) < 200
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"v": 1, "type": "x" * 1_000_000},
+        {"v": ["x"] * 1_000_000, "type": "error"},
+        {"v": 1, "type": "error", "code": "c", "message": "m",
+         **{f"extra{i}" * 50: 1 for i in range(100_000)}},
+        delta(health={f"bogus{i}" * 50: 1 for i in range(100_000)}),
+        delta(kind="k" * 1_000_000),
+        {"v": 1, "type": "trace.state", "trace_id": 1, "state": "s" * 1_000_000},
+        {"v": 1, "type": "collector.query", "query_id": 1, "what": "w" * 1_000_000},
+        {"v": 1, "type": "collector.config", "collectors": ["c" * 1000] * 100_000},
+    ],
+)
+def test_error_texts_never_echo_a_huge_input(body):
+    # The text goes back to the peer in an error message and into the log.
+    with pytest.raises(P.ProtocolError) as err:
+        P.decode(json.dumps(body))
+    assert len(str(err.value)) < 800
+
+
+def test_error_messages_are_bounded():
+    refused({"v": 1, "type": "error", "code": "c" * 65, "message": "m"}, "code[0] is longer")
+    refused({"v": 1, "type": "error", "code": "c", "message": "m" * 70_000}, "message[0] is")
+    refused({"v": 1, "type": "error", "code": "c", "message": "m", "dropped": -1}, "dropped")
+
+
 def test_a_real_time_delta_decodes():
     body = delta(start_ms=int(time.time() * 1000))
     assert P.decode(json.dumps(body)).start_ms == body["start_ms"]

@@ -20,6 +20,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import MISSING, fields
+from itertools import islice
 from typing import Any, ClassVar
 
 PROTOCOL_VERSION = 1
@@ -71,12 +72,12 @@ def decode_with(known: Mapping[str, type[Message]], data: str | bytes | dict[str
     version = data.get("v")
     if version != PROTOCOL_VERSION:
         raise ProtocolError(
-            f"protocol version {version!r} is not supported (want {PROTOCOL_VERSION})"
+            f"protocol version {shown(version)} is not supported (want {PROTOCOL_VERSION})"
         )
     kind = data.get("type")
     cls = known.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise ProtocolError(f"unknown message type {kind!r}")
+        raise ProtocolError(f"unknown message type {shown(kind)}")
     body = {k: v for k, v in data.items() if k not in ("v", "type")}
     _check_fields(kind, cls, body)
     _check_any_fields(kind, cls, body)
@@ -167,6 +168,23 @@ def _show(text: str) -> str:
     return ascii(text[:40]) + ("..." if len(text) > 40 else "")
 
 
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to about ``limit`` characters: error texts go back
+    to the peer and into the log, and must not echo a megabyte."""
+    if isinstance(value, str) and len(value) > limit:
+        return repr(value[:limit]) + f"... ({len(value)} characters)"
+    text = repr(value) if not isinstance(value, (list, dict)) or len(value) < 20 else \
+        f"<{type(value).__name__} of {len(value)} entries>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def shown_names(names: typing.Collection[str], limit: int = 10) -> str:
+    """Sorted names as a list, at most ``limit`` of them, each cut short."""
+    first = sorted(names)[:limit] if len(names) <= 10_000 else list(islice(names, limit))
+    text = "[" + ", ".join(shown(n, 40) for n in first)
+    return text + (f", ... {len(names)} in all]" if len(names) > limit else "]")
+
+
 # Fields typed ``Any`` (trace specs, query arguments and answers) are passed on
 # and re-encoded; their nesting is bounded so that re-encoding cannot recurse
 # out of the stack.
@@ -210,7 +228,7 @@ def _check_fields(kind: str, cls: type[Message], body: dict[str, Any]) -> None:
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     extra = set(body) - names
     if extra:
-        raise ProtocolError(f"{kind}: unexpected fields {sorted(extra)}")
+        raise ProtocolError(f"{kind}: unexpected fields {shown_names(extra)}")
     required = {
         f.name
         for f in fields(cls)  # type: ignore[arg-type]
@@ -276,14 +294,14 @@ def check_non_negative(kind: str, **values: int) -> None:
 def check_kind(message_type: str, kind: str, allowed: typing.Container[str]) -> None:
     """Raise ProtocolError unless ``kind`` is in ``allowed``."""
     if kind not in allowed:
-        raise ProtocolError(f"{message_type}: unknown kind {kind!r}")
+        raise ProtocolError(f"{message_type}: unknown kind {shown(kind)}")
 
 
 def check_health(message_type: str, health: dict[str, int], known: typing.Collection[str]) -> None:
     """Raise ProtocolError when ``health`` names a counter not in ``known``."""
     unknown = set(health) - set(known)
     if unknown:
-        raise ProtocolError(f"{message_type}: unknown health counters {sorted(unknown)}")
+        raise ProtocolError(f"{message_type}: unknown health counters {shown_names(unknown)}")
 
 
 def check_range(kind: str, name: str, value: int, low: int, high: int) -> None:

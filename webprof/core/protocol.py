@@ -29,6 +29,8 @@ from .message import (
     check_range,
     check_strings,
     decode_with,
+    shown,
+    shown_names,
     type_map,
 )
 from .message import encode as encode
@@ -390,7 +392,7 @@ class CollectorConfig(Message):
     def validate(self) -> None:
         bad = [c for c in self.collectors if c not in kinds.LIVE]
         if bad:
-            raise ProtocolError(f"collector.config: unknown collectors {bad}")
+            raise ProtocolError(f"collector.config: unknown collectors {shown_names(bad)}")
         if not 1 <= self.frequency_hz <= 999:
             raise ProtocolError("collector.config: frequency_hz must be 1..999")
         if self.pid is not None and not 0 < self.pid < 2**22:
@@ -423,6 +425,12 @@ class Error(Message):
     message: str
     dropped: int = 0  # messages refused so far on this connection
 
+    def validate(self) -> None:
+        # A collector's errors are logged by the server: keep them short.
+        check_strings(self.type, "code", [self.code], 1, 64)
+        check_strings(self.type, "message", [self.message], 1, MAX_STRING_CHARS)
+        check_range(self.type, "dropped", self.dropped, 0, MAX_SAFE_INT)
+
 
 # Every message decode() knows: this module's and the trace messages.
 MESSAGE_TYPES: dict[str, type[Message]] = type_map(
@@ -451,7 +459,7 @@ def _check_delta_kind(message_type: str, kind: str, family: str, trace_id: int) 
     """A delta's kind must be of its message's family; a trace-only kind needs a trace."""
     row = kinds.get(kind)
     if row is None or row.family != family or (not row.live and trace_id <= 0):
-        raise ProtocolError(f"{message_type}: unknown kind {kind!r}")
+        raise ProtocolError(f"{message_type}: unknown kind {shown(kind)}")
 
 
 def _check_interval(message_type: str, seq: int, start_ms: int, interval_ms: int,

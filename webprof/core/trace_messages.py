@@ -17,7 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .message import MAX_SAFE_INT, Message, ProtocolError, check_non_negative, check_range
+from .message import (
+    MAX_SAFE_INT,
+    Message,
+    ProtocolError,
+    check_non_negative,
+    check_range,
+    shown,
+)
 
 TRACE_STATES = ("queued", "compiling", "running", "finished", "cancelled", "failed")
 FINAL_STATES = ("finished", "cancelled", "failed")
@@ -67,7 +74,7 @@ class TraceState(Message):
 
     def validate(self) -> None:
         if self.state not in TRACE_STATES:
-            raise ProtocolError(f"trace.state: unknown state {self.state!r}")
+            raise ProtocolError(f"trace.state: unknown state {shown(self.state)}")
         check_non_negative("trace.state", elapsed_ms=self.elapsed_ms,
                             remaining_ms=self.remaining_ms)
         check_range(self.type, "trace_id", self.trace_id, 0, MAX_SAFE_INT)
@@ -93,7 +100,7 @@ class CollectorQuery(Message):
     def validate(self) -> None:
         check_range(self.type, "query_id", self.query_id, 0, MAX_SAFE_INT)
         if self.what not in QUERY_KINDS:
-            raise ProtocolError(f"collector.query: unknown question {self.what!r}")
+            raise ProtocolError(f"collector.query: unknown question {shown(self.what)}")
 
 
 @dataclass(frozen=True)
