@@ -1,8 +1,8 @@
 """A flood of host questions does not delay the intervals: the runner's real
 drain loop (collectors/runner.py ``_collect``) with a real CPU collector,
-while 200 questions arrive at its TraceDesk: symbols of a large library, the
-process list, and paths that block a reader (/proc/kmsg, trace_pipe, a
-FIFO).  Every delta leaves on time, every question is answered (or refused
+while 200 questions arrive at its TraceDesk in bursts of 25: symbols of a
+large library, the process list, and paths that block a reader (/proc/kmsg,
+trace_pipe, a FIFO).  Every delta leaves on time, every question is answered (or refused
 as busy) within the desk's time limit."""
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ pytestmark = pytest.mark.bpf
 
 INTERVAL_S = 1.0
 QUERIES = 200
-EVERY_S = 0.04  # one question every 40 ms: 8 s of questions
+BURST = 25  # questions arriving at once, every BURST_EVERY_S: 8 bursts
+BURST_EVERY_S = 1.0
 LATE_S = 0.5  # a delta may leave this long after its deadline (drain included)
 
 
@@ -83,7 +84,8 @@ def test_a_question_flood_leaves_the_intervals_on_time(tmp_path: Path) -> None:
         for i in range(QUERIES):
             asked[i] = time.monotonic()
             desk.on_message(question(i, library, fifo))
-            await asyncio.sleep(EVERY_S)
+            if i % BURST == BURST - 1:
+                await asyncio.sleep(BURST_EVERY_S)
         await asyncio.sleep(QUERY_TIMEOUT_S + INTERVAL_S)
         clock["stop"] = time.monotonic()
         stop.set()
@@ -105,12 +107,12 @@ def test_a_question_flood_leaves_the_intervals_on_time(tmp_path: Path) -> None:
     symbols = sum(bool(m.get("result")) for _, m in answers.values())
     print(f"{len(deltas)} deltas, lateness max {max(lateness):.3f} s; {len(answers)} answers "
           f"({symbols} with a result, {busy} busy), slowest {max(waits):.2f} s")
-    assert len(deltas) >= (QUERIES * EVERY_S + QUERY_TIMEOUT_S) / INTERVAL_S
+    assert len(deltas) >= (QUERIES / BURST * BURST_EVERY_S + QUERY_TIMEOUT_S) / INTERVAL_S
     assert 0 <= min(lateness) and max(lateness) < LATE_S, (
         [round(x, 3) for x in lateness])
     assert sorted(answers) == list(range(QUERIES))
     assert max(waits) < QUERY_TIMEOUT_S + 0.5
-    assert symbols > 50  # the pool answers, it does not only refuse
+    assert symbols >= 20  # the pool answers, it does not only refuse
     for i in range(QUERIES):
         if i % 10 == 3:
             error = answers[i][1].get("error") or ""
