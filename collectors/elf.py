@@ -41,7 +41,7 @@ SHT_SYMTAB = 2
 SHT_DYNSYM = 11
 STT_FUNC = 2
 STT_GNU_IFUNC = 10
-MAX_FILE_BYTES = 2 << 30  # 2 GiB: larger files are refused, not mapped
+MAX_FILE_BYTES = 2 << 30  # 2 GiB: larger files are refused, not read
 MAX_NAME_BYTES = 4096  # longer names are cut (no uprobe target is that long)
 MAX_SYMBOLS = 4_000_000  # entries of one symbol table (libxul has ~1 M)
 # Linkers share a name's tail between strings ("bar" inside "foo_bar"), so
@@ -55,9 +55,33 @@ class ElfError(ValueError):
     """The file is not an ELF file this module can read (or may not be read)."""
 
 
+class FileBytes:
+    """An open file read like bytes (``len``, slices) with pread: the parts
+    this module needs are copied, never mapped, so a file truncated while it
+    is read gives an ElfError instead of killing the collector with SIGBUS."""
+
+    def __init__(self, fd: int, size: int, what: str) -> None:
+        self.fd, self.size, self.what = fd, size, what
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, part: slice) -> bytes:
+        start, stop, _ = part.indices(self.size)
+        if stop <= start:
+            return b""
+        data = os.pread(self.fd, stop - start, start)
+        if len(data) != stop - start:
+            raise ElfError(f"{self.what} shrank while it was being read")
+        return data
+
+
+Data = bytes | mmap.mmap | FileBytes  # what the readers below take
+
+
 @contextmanager
-def mapped(path: str, *, public: bool = False) -> Iterator[mmap.mmap]:
-    """The file at ``path`` mapped read-only, after the checks that make it safe
+def opened(path: str, *, public: bool = False) -> Iterator[FileBytes]:
+    """The file at ``path`` open for reading, after the checks that make it safe
     to open as root: a regular file (stat'ed before it is opened, so a FIFO or
     a device is never opened), opened without following a final symlink and
     without blocking, the same file after opening, small enough, ELF magic.
@@ -76,8 +100,7 @@ def mapped(path: str, *, public: bool = False) -> Iterator[mmap.mmap]:
         _check_stat(path, st)
         if os.pread(fd, len(ELF_MAGIC), 0) != ELF_MAGIC:
             raise ElfError(f"{path} is not an ELF file")
-        with mmap.mmap(fd, st.st_size, access=mmap.ACCESS_READ) as data:
-            yield data
+        yield FileBytes(fd, st.st_size, path)
     finally:
         os.close(fd)
 
@@ -127,20 +150,19 @@ class ElfSymbols:
     @classmethod
     def from_path(cls, path: str) -> ElfSymbols:
         """OSError when unreadable, ElfError when not a readable ELF file."""
-        with mapped(path) as data:
+        with opened(path) as data:
             return _malformed_as_elf_error(path, lambda: cls.from_bytes(data, path))
 
     @classmethod
-    def from_bytes(cls, data: bytes | mmap.mmap, what: str = "<bytes>") -> ElfSymbols:
+    def from_bytes(cls, data: Data, what: str = "<bytes>") -> ElfSymbols:
         hdr = _header(data, what)
         # hdr: type, machine, version, entry, phoff, shoff, flags, ehsize,
         #      phentsize, phnum, shentsize, shnum, shstrndx
         phoff, phentsize, phnum = hdr[4], hdr[8], hdr[9]
-        _check_table(data, what, "program headers", phoff, phentsize, phnum, _PHDR.size)
+        table = _table(data, what, "program headers", phoff, phentsize, phnum, _PHDR.size)
         segments = []
         for i in range(phnum):
-            p_type, _, offset, vaddr, _, filesz, _, _ = _PHDR.unpack_from(
-                data, phoff + i * phentsize)
+            p_type, _, offset, vaddr, _, filesz, _, _ = _PHDR.unpack_from(table, i * phentsize)
             if p_type == PT_LOAD:
                 segments.append(Segment(offset, vaddr, filesz))
         sections = _section_headers(data, hdr, what)
@@ -179,7 +201,7 @@ def _pick_symbol_table(sections: list[tuple]) -> int | None:
     return None
 
 
-def _read_functions(data: bytes | mmap.mmap, sections: list[tuple], index: int,
+def _read_functions(data: Data, sections: list[tuple], index: int,
                     what: str = "<bytes>") -> dict[int, tuple[int, str]]:
     """start address -> (end address, name) for defined function symbols."""
     result: dict[int, tuple[int, str]] = {}
@@ -194,30 +216,31 @@ def _read_functions(data: bytes | mmap.mmap, sections: list[tuple], index: int,
 
 
 # -- bounds: every read below stays inside the file and inside its section -------
-def _header(data: bytes | mmap.mmap, what: str) -> tuple:
+def _header(data: Data, what: str) -> tuple:
     if len(data) < _EHDR.size:
         raise ElfError(f"{what}: too short for ELF")
-    ident, *hdr = _EHDR.unpack_from(data, 0)
+    ident, *hdr = _EHDR.unpack(data[:_EHDR.size])
     if ident[:4] != ELF_MAGIC or ident[4] != 2 or ident[5] != 1:
         raise ElfError(f"{what}: not a 64-bit little-endian ELF file")
     return tuple(hdr)
 
 
-def _check_table(data: bytes | mmap.mmap, what: str, label: str, offset: int,
-                 entsize: int, count: int, least: int) -> None:
-    """A table of ``count`` entries of ``entsize`` bytes (at least ``least``)
-    at ``offset`` lies inside the file."""
+def _table(data: Data, what: str, label: str, offset: int,
+           entsize: int, count: int, least: int) -> bytes:
+    """The bytes of a table of ``count`` entries of ``entsize`` bytes (at least
+    ``least``) at ``offset``, which must lie inside the file."""
     if count and (entsize < least or offset + count * entsize > len(data)):
         raise ElfError(f"{what}: malformed ELF ({label} outside the file)")
+    return data[offset:offset + count * entsize] if count else b""
 
 
-def _section_headers(data: bytes | mmap.mmap, hdr: tuple, what: str) -> list[tuple]:
+def _section_headers(data: Data, hdr: tuple, what: str) -> list[tuple]:
     shoff, shentsize, shnum = hdr[5], hdr[10], hdr[11]
-    _check_table(data, what, "section headers", shoff, shentsize, shnum, _SHDR.size)
-    return [_SHDR.unpack_from(data, shoff + i * shentsize) for i in range(shnum)]
+    table = _table(data, what, "section headers", shoff, shentsize, shnum, _SHDR.size)
+    return [_SHDR.unpack_from(table, i * shentsize) for i in range(shnum)]
 
 
-def _section_span(data: bytes | mmap.mmap, sections: list[tuple], index: int,
+def _section_span(data: Data, sections: list[tuple], index: int,
                   what: str) -> tuple[int, int]:
     """[start, end) of a section's bytes, which must lie inside the file."""
     if not 0 <= index < len(sections):
@@ -225,7 +248,7 @@ def _section_span(data: bytes | mmap.mmap, sections: list[tuple], index: int,
     return _span(data, sections[index], what)
 
 
-def _span(data: bytes | mmap.mmap, section: tuple, what: str) -> tuple[int, int]:
+def _span(data: Data, section: tuple, what: str) -> tuple[int, int]:
     offset, size = section[4], section[5]
     if offset + size > len(data):
         raise ElfError(f"{what}: malformed ELF (a section lies outside the file)")
@@ -237,8 +260,8 @@ class _Names:
     stops at its first NUL, the table's end or MAX_NAME_BYTES; each offset is
     read once, and all the names read total at most a few times the table."""
 
-    def __init__(self, data: bytes | mmap.mmap, start: int, end: int, what: str) -> None:
-        self.data, self.start, self.end, self.what = data, start, end, what
+    def __init__(self, data: Data, start: int, end: int, what: str) -> None:
+        self.table, self.what = data[start:end], what
         self.budget = NAME_BYTES_PER_TABLE_BYTE * (end - start) + MAX_NAME_BYTES
         self.cache: dict[int, str] = {}
 
@@ -246,12 +269,11 @@ class _Names:
         name = self.cache.get(offset)
         if name is not None:
             return name
-        start = self.start + offset
-        if start >= self.end:
+        if offset >= len(self.table):
             raise ElfError(f"{self.what}: malformed ELF (a name lies outside its table)")
-        stop = min(self.end, start + MAX_NAME_BYTES)
-        nul = self.data.find(b"\0", start, stop)
-        raw = bytes(self.data[start:stop if nul < 0 else nul])
+        stop = min(len(self.table), offset + MAX_NAME_BYTES)
+        nul = self.table.find(b"\0", offset, stop)
+        raw = self.table[offset:stop if nul < 0 else nul]
         self.budget -= len(raw) + 1
         if self.budget < 0:
             raise ElfError(f"{self.what}: malformed ELF (its names overlap beyond reason)")
@@ -259,7 +281,7 @@ class _Names:
         return name
 
 
-def _symbols(data: bytes | mmap.mmap, sections: list[tuple], index: int,
+def _symbols(data: Data, sections: list[tuple], index: int,
              what: str) -> tuple[_Names, Iterator[tuple[int, ...]]]:
     """The string table of one symbol table, and its entries (st_name, st_info,
     st_other, st_shndx, st_value, st_size); names are read only when asked for."""
@@ -270,8 +292,9 @@ def _symbols(data: bytes | mmap.mmap, sections: list[tuple], index: int,
     if (end - start) // entsize > MAX_SYMBOLS:
         raise ElfError(f"{what}: over {MAX_SYMBOLS} symbols in one table")
     names = _Names(data, *_section_span(data, sections, sections[index][6], what), what)
-    return names, (_SYM.unpack_from(data, pos) for pos in range(start, end - entsize + 1,
-                                                                  entsize))
+    table = data[start:end]
+    return names, (_SYM.unpack_from(table, pos) for pos in range(0, len(table) - entsize + 1,
+                                                                   entsize))
 
 
 def _malformed_as_elf_error(what: str, read: Callable[[], T]) -> T:
@@ -288,14 +311,14 @@ _NOTE = struct.Struct("<III")
 
 
 class ElfSections:
-    """Section headers of one mapped 64-bit little-endian ELF file, by name.
+    """Section headers of one 64-bit little-endian ELF file, by name.
 
     Used by targeted traces: the names a uprobe may attach to (both symbol
     tables) and the notes of a section (``.note.stapsdt`` for USDT probes).
-    Valid only while the mapping it was made from is open: see :func:`read_elf`.
+    Valid only while the file it was made from is open: see :func:`read_elf`.
     """
 
-    def __init__(self, data: bytes | mmap.mmap, what: str = "<bytes>") -> None:
+    def __init__(self, data: Data, what: str = "<bytes>") -> None:
         hdr = _header(data, what)
         self.data, self.what = data, what
         self.type = hdr[0]  # ET_EXEC 2, ET_DYN 3
@@ -326,35 +349,36 @@ class ElfSections:
         if sec is None or sec[1] != SHT_NOTE:
             return []
         out = []
-        pos, end = _span(self.data, sec, self.what)
-        while pos + _NOTE.size <= end:
-            namesz, descsz, kind = _NOTE.unpack_from(self.data, pos)
+        start, end = _span(self.data, sec, self.what)
+        table, pos = self.data[start:end], 0
+        while pos + _NOTE.size <= len(table):
+            namesz, descsz, kind = _NOTE.unpack_from(table, pos)
             pos += _NOTE.size
             name_end = pos + ((namesz + 3) & ~3)  # name and descriptor are 4-byte aligned
             desc_end = name_end + ((descsz + 3) & ~3)
-            if desc_end > end:
+            if desc_end > len(table):
                 break  # a note running past its section: the rest is not notes
-            owner = bytes(self.data[pos:pos + namesz]).rstrip(b"\0").decode("ascii", "replace")
-            out.append((owner, kind, bytes(self.data[name_end:name_end + descsz])))
+            owner = table[pos:pos + namesz].rstrip(b"\0").decode("ascii", "replace")
+            out.append((owner, kind, table[name_end:name_end + descsz]))
             pos = desc_end
         return out
 
 
 def read_elf(path: str, use: Callable[[ElfSections], T]) -> T:
-    """Map ``path`` and call ``use(ElfSections)`` while it is mapped.
+    """Open ``path`` and call ``use(ElfSections)`` while it is open.
 
     For targeted traces, whose paths come from users: ``path`` is resolved
     and refused under /proc, /sys and /dev (:func:`resolve`), and the file
-    must be readable by every user (:func:`mapped`).  Raises ElfError for
+    must be readable by every user (:func:`opened`).  Raises ElfError for
     files that are not ELF, are malformed or may not be read, OSError when
-    missing or unreadable.  A mapping keeps large binaries off the heap.
+    missing or unreadable.  Only the tables asked for are read into memory.
     """
     real = resolve(path)
-    with mapped(real, public=True) as data:
+    with opened(real, public=True) as data:
         return _malformed_as_elf_error(path, lambda: use(ElfSections(data, path)))
 
 
-def _function_names(data: bytes | mmap.mmap, sections: list[tuple], index: int,
+def _function_names(data: Data, sections: list[tuple], index: int,
                     what: str = "<bytes>") -> set[str]:
     """Every defined function symbol's name, aliases included (:func:`_read_functions`
     keeps one name per address, but a uprobe may name any of them)."""

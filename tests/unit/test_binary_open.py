@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -102,3 +103,24 @@ def test_symbolization_opens_only_regular_files(tmp_path: Path) -> None:
     thread.start()
     thread.join(10)
     assert done and "not a regular file" in str(done[0])
+
+
+def test_a_file_truncated_while_it_is_read_is_an_error_not_a_crash(elf_copy: Path) -> None:
+    """A mapped file that shrinks kills its reader with SIGBUS; a user could do
+    that to the root collector with a binary of their own.  The reader copies
+    what it needs with pread instead, and a short read is an ElfError."""
+    script = (
+        "import os, sys\n"
+        "from collectors.elf import ElfError, ElfSections, read_elf\n"
+        "path = sys.argv[1]\n"
+        "def use(elf):\n"
+        "    os.truncate(path, 64)\n"
+        "    return elf.function_names()\n"
+        "try:\n"
+        "    read_elf(path, use)\n"
+        "except ElfError as exc:\n"
+        "    print('ElfError', exc)\n")
+    run = subprocess.run([sys.executable, "-c", script, str(elf_copy)], capture_output=True,
+                         text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
+    assert run.stdout.startswith("ElfError") and "shrank" in run.stdout
