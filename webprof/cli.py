@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     # In this order in `webprof --help`.
     for add in (_add_server_commands, _add_record_command, _add_doctor_command,
                 _add_session_commands, _add_transfer_commands, _add_prune_command,
-                _add_token_commands):
+                _add_token_commands, _add_host_commands):
         add(sub)
     return parser
 
@@ -301,6 +301,26 @@ def _add_token_commands(sub: Any) -> None:
     revoke.add_argument("token", metavar="TOKEN_OR_PREFIX")
     listing = actions.add_parser("list", help="list tokens (prefix, user, state, last use)")
     listing.add_argument("username", metavar="USERNAME", nargs="?", help="only this user's")
+    listing.add_argument("--json", action="store_true", help="print a JSON array instead")
+
+
+def _add_host_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "host", help="enroll or revoke a host's own collector token",
+        description=textwrap.fill(
+            "A per-host collector token works for one host name only: a collector using it "
+            "cannot speak for another host. It is printed once and stored hashed. The shared "
+            "token printed by `webprof serve` keeps working.", 78),
+        epilog=_examples("webprof host enroll db-7 > db-7.token   # then copy it to db-7, "
+                         "mode 0600", "webprof host revoke db-7", "webprof host list"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(handler="webprof.hostcommands:host")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    enroll = actions.add_parser("enroll", help="make (or replace) a host's token; print it once")
+    enroll.add_argument("name", type=host_name, metavar="NAME")
+    revoke = actions.add_parser("revoke", help="delete a host's token")
+    revoke.add_argument("name", metavar="NAME")
+    listing = actions.add_parser("list", help="list enrolled hosts (name, token prefix, date)")
     listing.add_argument("--json", action="store_true", help="print a JSON array instead")
 
 

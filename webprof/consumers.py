@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -44,6 +45,7 @@ from .core.protocol import (
     encode,
     handler_name,
 )
+from .hostkeys import host_for_token
 from .hub import MAX_HOST_NAME, call, get_hub, group_name
 from .ingest import CollectorIngest, Refused
 
@@ -144,17 +146,28 @@ class RefusingConsumer(AsyncWebsocketConsumer):
         return message
 
 
+async def credential_host(token: str | None) -> str | None:
+    """Whom a collector token speaks for: "" (any host) for the shared token,
+    the enrolled host for a per-host token (webprof/hostkeys.py), None when
+    it is neither.  One database read per connection, none per frame."""
+    if token is None:
+        return None
+    if hmac.compare_digest(token.encode(), settings.COLLECTOR_TOKEN.encode()):
+        return ""
+    return await database_sync_to_async(host_for_token)(token)
+
+
 class CollectorConsumer(RefusingConsumer):
     """``/ws/collector/``: one collector streaming one host's intervals."""
 
     ingest: CollectorIngest
 
     async def connect(self) -> None:
-        self.ingest = CollectorIngest(self.channel_name, peer(self.scope))
         token = request_token(self.scope)
-        expected = settings.COLLECTOR_TOKEN
-        self.authenticated = token is not None and hmac.compare_digest(
-            token.encode(), expected.encode())
+        bound = await credential_host(token)
+        self.authenticated = bound is not None
+        # A per-host token binds the connection to its host; the shared one does not.
+        self.ingest = CollectorIngest(self.channel_name, peer(self.scope), bound_host=bound or None)
         # Accepted, then closed with 4001: the collector (collectors/client.py)
         # and the tests rely on that code to stop retrying a wrong token.
         await self.accept()

@@ -75,9 +75,10 @@ def admit_host(name: str) -> None:
 class CollectorIngest:
     """One collector connection's messages, from hello to disconnect."""
 
-    def __init__(self, channel: str, peer: str) -> None:
+    def __init__(self, channel: str, peer: str, bound_host: str | None = None) -> None:
         self.channel = channel  # this connection's Channels channel name
         self.peer = peer
+        self.bound_host = bound_host  # set by a per-host token: the only name it may use
         self.host: str | None = None  # set by the first hello
         self.last_db_write = 0.0
 
@@ -91,6 +92,10 @@ class CollectorIngest:
         problem = host_name_problem(hello.host)
         if problem:
             raise Refused("bad_host", problem)
+        if self.bound_host is not None and hello.host != self.bound_host:
+            raise Refused("host_not_allowed",
+                          f"this connection's token is enrolled for {self.bound_host!r}, "
+                          f"not {hello.host!r}")
         await database_sync_to_async(admit_host)(hello.host)
         self.host = hello.host
         # Traces stored as running that no connection of this process runs are

@@ -134,6 +134,7 @@ def can_configure(user: Any) -> bool:
 # Session models live in their own module; importing them here registers them.
 # API tokens and the audit log, and trace models: imported to register them.
 from .accounts import ApiToken, AuditEntry  # noqa: E402,F401
+from .hostkeys import HostCredential  # noqa: E402,F401
 from .sessions.models import (  # noqa: E402,F401
     LatencyChunk,
     ProfileChunk,
