@@ -134,6 +134,16 @@ def test_bad_utf8_in_a_later_chunk_names_its_byte(monkeypatch):
         list(folded_lines(io.BytesIO(b"a;b 1\nc \xff 2\n")))
 
 
+def test_the_size_message_names_the_limit_in_mib(logged_in, monkeypatch):
+    monkeypatch.setattr(export, "MAX_IMPORT_BYTES", 4 * 1024 * 1024)
+    monkeypatch.setattr("webprof.sessions.views.MAX_IMPORT_BYTES", 4 * 1024 * 1024)
+    body = b"app;main;work 1\n" * (5 * 1024 * 1024 // 16)
+    resp = logged_in.post("/sessions/import/",
+                          {"name": "big", "file": SimpleUploadedFile("big.folded", body)})
+    assert resp.status_code == 400
+    assert "The file is larger than 4 MiB." in resp.content.decode()
+
+
 def test_import_view_refuses_an_oversized_upload_with_a_message(logged_in, monkeypatch):
     monkeypatch.setattr(export, "MAX_IMPORT_BYTES", 64 * 1024)
     monkeypatch.setattr("webprof.sessions.views.MAX_IMPORT_BYTES", 64 * 1024)
@@ -169,4 +179,29 @@ def test_import_view_still_checks_csrf(django_user_model):
     resp = client.post("/sessions/import/",
                        {"name": "x", "file": SimpleUploadedFile("x.folded", b"a;b 1\n")})
     assert resp.status_code == 403
+    assert not Session.objects.exists()
+
+
+def test_an_oversized_upload_from_the_real_form_gets_the_size_message(
+        django_user_model, monkeypatch):
+    # With CSRF enforced as in production: the token (first in the form) must
+    # still be read when the upload is stopped, or the user sees a 403 page.
+    import re
+
+    from django.test import Client
+
+    monkeypatch.setattr(export, "MAX_IMPORT_BYTES", 1024)
+    monkeypatch.setattr("webprof.sessions.views.MAX_IMPORT_BYTES", 1024)
+    user = django_user_model.objects.create_user("form-user", password="pw")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    page = client.get("/sessions/import/").content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    for size in (2_000, 200_000):  # over the limit; over it plus the 64 KiB slack
+        body = b"app;main;work 1\n" * (size // 16)
+        resp = client.post("/sessions/import/", {
+            "csrfmiddlewaretoken": token, "file": SimpleUploadedFile("big.folded", body),
+            "name": "big"})
+        assert resp.status_code == 400, size
+        assert "larger than" in resp.content.decode(), size
     assert not Session.objects.exists()

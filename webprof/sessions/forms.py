@@ -10,8 +10,6 @@ from typing import Any
 
 from django import forms
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
-from django.http import QueryDict
-from django.utils.datastructures import MultiValueDict
 
 from ..hub import MAX_HOST_NAME
 
@@ -87,17 +85,16 @@ class LimitedUploadHandler(FileUploadHandler):
         self.exceeded = False
 
     def handle_raw_input(self, input_data: Any, META: Any, content_length: int,  # noqa: N803
-                         boundary: Any, encoding: Any = None) -> Any:
-        # The multipart body is a little larger than the file: allow 64 KiB for
-        # the other fields and the part headers.
-        if content_length > self.limit + 65_536:
-            self.exceeded = True
-            return QueryDict(), MultiValueDict()  # "parsed": nothing is read
-        return None
+                         boundary: Any, encoding: Any = None) -> None:
+        # The multipart body is a little larger than the file: 64 KiB for the
+        # other fields and the part headers.  A body announced larger is
+        # still parsed up to the file's first bytes, so that the CSRF token
+        # (first in the form) is read and the user gets the size message.
+        self.exceeded = content_length > self.limit + 65_536
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
         self.received += len(raw_data)
-        if self.received > self.limit:
+        if self.exceeded or self.received > self.limit:
             self.exceeded = True
             raise StopUpload(connection_reset=False)
         return raw_data

@@ -361,7 +361,8 @@ def _import_form(request: HttpRequest, limit: LimitedUploadHandler) -> HttpRespo
     if limit.exceeded:
         form.is_valid()
         form.errors.clear()  # only the size matters: the rest was not read
-        form.add_error("file", f"{too_big_message().capitalize()}.")
+        text = too_big_message()
+        form.add_error("file", f"{text[:1].upper()}{text[1:]}.")
     elif form.is_valid():
         try:
             session = import_folded(form.cleaned_data["file"], form.cleaned_data["name"],
