@@ -103,12 +103,26 @@ class RefusingConsumer(AsyncWebsocketConsumer):
     dropped = 0
     consecutive_bad = 0
     authenticated = False
+    # Set once the server closes the socket: frames the peer sent meanwhile
+    # are not handled, and nothing more is sent (the transport may already be
+    # gone, and sending on it raises inside daphne).
+    closing = False
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
         # Every receive path goes through here; the close is already on its way.
-        if not self.authenticated:
+        if not self.authenticated or self.closing:
             return
         await super().websocket_receive(message)
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None,
+                   close: bool = False) -> None:
+        if self.closing:
+            return
+        await super().send(text_data, bytes_data, close)
+
+    async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        self.closing = True
+        await super().close(code=code, reason=reason)
 
     async def refuse(self, code: str, message: str) -> None:
         self.dropped += 1
