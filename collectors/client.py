@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
+from collectors.console import log
 from webprof.core.protocol import (
     CLOSE_BAD_TOKEN,
     MAX_MESSAGE_BYTES,
@@ -53,11 +52,6 @@ BACKOFF_MAX_S = 10.0
 
 class BadToken(Exception):
     """The server refused the collector token."""
-
-
-def log(message: str) -> None:
-    stamp = time.strftime("%H:%M:%S")
-    print(f"{stamp} webprof collect: {message}", file=sys.stderr, flush=True)
 
 
 def collector_url(server: str) -> str:

@@ -35,10 +35,12 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from collectors import bcc_env, registry
 from collectors.base import Collector
+from collectors.client import BadToken, Outbox, Uplink, collector_url
+from collectors.console import log
 from collectors.tokenfile import read_token_file
 from collectors.tracecheck import ProcessSampler, answer
 from collectors.traces import TraceManager
@@ -52,9 +54,6 @@ from webprof.core.protocol import (
     encode,
 )
 from webprof.core.trace_messages import CollectorAnswer, CollectorQuery, TraceCancel, TraceStart
-
-if TYPE_CHECKING:  # client.py (websockets) is imported where it is used
-    from collectors.client import Outbox, Uplink
 
 EXIT_NO_BPF = 2
 EXIT_BAD_TOKEN = 3
@@ -183,8 +182,6 @@ class Fleet:
 
 def stop_collector(kind: str, collector: Collector) -> None:
     """Detach a collector's programs; a failure here is logged, never raised."""
-    from collectors.client import log
-
     try:
         collector.__exit__(None, None, None)
     except Exception as exc:  # keep stopping the others
@@ -198,8 +195,6 @@ def failure_message(kind: str, exc: Exception) -> str:
 
 async def run(server: str, token: str, host: str, config: CollectorConfig,
               interval_s: float) -> int:
-    from collectors.client import BadToken, Outbox, Uplink, collector_url, log
-
     problem = check_config(config)
     if problem:
         raise ValueError(problem.replace("collector.config: ", "--collectors: "))
@@ -281,8 +276,6 @@ async def _collect(fleet: Fleet, uplink: Uplink, configs: asyncio.Queue, stop: a
 
 async def _reconfigure(fleet: Fleet, uplink: Uplink, configs: asyncio.Queue) -> None:
     """Apply the newest pending collector.config (older ones are superseded)."""
-    from collectors.client import log
-
     config = configs.get_nowait()
     while not configs.empty():
         config = configs.get_nowait()
@@ -337,8 +330,6 @@ class TraceDesk:
         task.add_done_callback(self._tasks.discard)
 
     async def handle(self, message: Message) -> None:
-        from collectors.client import log
-
         try:
             if isinstance(message, TraceStart):
                 log(f"trace {message.trace_id}: start requested ({message.spec.get('kind')})")

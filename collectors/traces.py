@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from collectors import bcc_env, registry
 from collectors.base import Collector
+from collectors.console import log
 from collectors.tracecheck import HostFacts, check
 from webprof.core.protocol import Message
 from webprof.core.trace_messages import MAX_REASON, TraceStart, TraceState
@@ -232,8 +233,6 @@ def _close(collector: Collector) -> None:
     try:
         collector.close()
     except Exception as exc:
-        from collectors.client import log
-
         log(f"trace: error while detaching: {exc}")
 
 
