@@ -19,7 +19,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .core.clock import now_ms
-from .core.protocol import CollectorHello, HostStatus
+from .core.protocol import CollectorHello
+from .core.view_messages import HostStatus
 
 MAX_ERRORS = 10  # errors kept per host for the host page
 

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .message import encode
-from .protocol import LatencyDelta, LatencyInterval, LatencySnapshot
+from .protocol import LatencyDelta
 from .streamcache import EncodedCache
+from .view_messages import LatencyInterval, LatencySnapshot
 
 # Latency history: 300 intervals (5 minutes at 1 s) is what a heatmap shows.
 LATENCY_KEEP_INTERVALS = 300

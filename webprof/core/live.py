@@ -21,8 +21,9 @@ from dataclasses import dataclass, field, fields
 from .flame import FlameTree
 from .kinds import unit
 from .message import encode
-from .protocol import IntervalTree, LiveInterval, LiveSnapshot, ProfileDelta
+from .protocol import ProfileDelta
 from .streamcache import EncodedCache
+from .view_messages import IntervalTree, LiveInterval, LiveSnapshot
 
 DEFAULT_MAX_NODES = 16_384
 # Longest sliding window a browser can ask for, in intervals.

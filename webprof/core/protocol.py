@@ -37,6 +37,13 @@ from .message import encode as encode
 from .message import handler_name as handler_name
 from .slotcheck import slot_problem, slots_all_good
 from .trace_messages import TRACE_MESSAGES
+from .view_messages import (
+    HostStatus,
+    LatencyInterval,
+    LatencySnapshot,
+    LiveInterval,
+    LiveSnapshot,
+)
 
 # Largest websocket frame the server accepts from a collector, in bytes.  A
 # 999 Hz interval over 2 CPUs with 10,000 distinct deep stacks encodes to
@@ -241,54 +248,6 @@ class LiveSubscribe(Message):
 
 
 @dataclass(frozen=True)
-class IntervalTree:
-    """One interval's flame tree as sent to browsers (part of other messages)."""
-
-    seq: int
-    end_ms: int
-    samples: int
-    tree: dict[str, list]  # FlameTree.to_wire()
-    folded_nodes: int  # nodes folded into "[other ...]" by the node budget
-
-
-@dataclass(frozen=True)
-class LiveSnapshot(Message):
-    """Server -> browser, once after each subscribe.
-
-    ``since_start`` aggregates every interval before ``recent``; the browser
-    adds the recent intervals and every later ``live.interval`` itself.
-    """
-
-    type: ClassVar[str] = "live.snapshot"
-    host: str
-    started_ms: int
-    interval_ms: int
-    frequency_hz: int
-    max_nodes: int
-    since_start: dict[str, list]
-    recent: list[dict[str, Any]]  # IntervalTree dicts, oldest first
-    pid: int | None = None
-    comm: str | None = None
-    kind: str = "cpu"
-    unit: str = "samples"  # of every weight in the trees
-
-
-@dataclass(frozen=True)
-class LiveInterval(Message):
-    """Server -> browser, every interval: that interval's tree only."""
-
-    type: ClassVar[str] = "live.interval"
-    host: str
-    seq: int
-    end_ms: int
-    samples: int
-    tree: dict[str, list]
-    folded_nodes: int
-    health: dict[str, int] = field(default_factory=dict)
-    kind: str = "cpu"
-
-
-@dataclass(frozen=True)
 class LatencyDelta(Message):
     """Collector -> server, once per interval and latency kind.
 
@@ -347,32 +306,6 @@ class LatencySubscribe(Message):
 
 
 @dataclass(frozen=True)
-class LatencySnapshot(Message):
-    """Server -> browser after latency.subscribe: the recent intervals."""
-
-    type: ClassVar[str] = "latency.snapshot"
-    host: str
-    kind: str
-    unit: str
-    interval_ms: int
-    intervals: list[dict[str, Any]]  # {seq, end_ms, series, health}, oldest first
-
-
-@dataclass(frozen=True)
-class LatencyInterval(Message):
-    """Server -> browser, every interval: that interval's histograms."""
-
-    type: ClassVar[str] = "latency.interval"
-    host: str
-    kind: str
-    unit: str
-    seq: int
-    end_ms: int
-    series: dict[str, list[list[int]]]
-    health: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class CollectorConfig(Message):
     """Server -> collector: which collectors to run, with their options.
 
@@ -404,16 +337,6 @@ class CollectorConfig(Message):
             and not self.min_block_us <= self.max_block_us <= MAX_SAFE_INT
         ):
             raise ProtocolError("collector.config: bad block time range")
-
-
-@dataclass(frozen=True)
-class HostStatus(Message):
-    """Server -> browser: a collector connected, disconnected or is reconnecting."""
-
-    type: ClassVar[str] = "host.status"
-    host: str
-    connected: bool
-    last_seen_ms: int
 
 
 @dataclass(frozen=True)
