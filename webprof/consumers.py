@@ -22,6 +22,7 @@ replaces that type's previous one and answers with a fresh snapshot.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from .core.protocol import (
 from .hostkeys import host_for_token
 from .hub import MAX_HOST_NAME, call, get_hub, group_name
 from .ingest import CollectorIngest, Refused
+from .models import Host
 
 log = logging.getLogger("webprof.consumers")
 
@@ -62,6 +64,8 @@ def _sendable_close_code(code: int) -> bool:
 CLOSE_TOO_BIG = (
     protocol.CLOSE_TOO_BIG if _sendable_close_code(protocol.CLOSE_TOO_BIG) else 4009
 )
+# What daphne sends when the application raised.
+CLOSE_INTERNAL_ERROR = 1011
 # Consecutive malformed messages after which a peer is assumed broken.
 MAX_CONSECUTIVE_BAD = 50
 
@@ -175,6 +179,7 @@ class CollectorConsumer(RefusingConsumer):
     """``/ws/collector/``: one collector streaming one host's intervals."""
 
     ingest: CollectorIngest
+    ended = False
 
     async def connect(self) -> None:
         token = request_token(self.scope)
@@ -218,7 +223,22 @@ class CollectorConsumer(RefusingConsumer):
         trace.cancel or collector.query."""
         await self.send(event["text"])
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # Channels calls disconnect() only for a websocket.disconnect message.
+        # An exception in a handler (daphne then closes with 1011) or a
+        # cancelled application (transport lost, application_close_timeout)
+        # ends here without one: the host would stay "connected" on a channel
+        # nobody reads, and questions to it would time out instead of failing.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await asyncio.shield(self.disconnect(CLOSE_INTERNAL_ERROR))
+
     async def disconnect(self, code: int) -> None:
+        """Runs once per connection, whichever way it ended."""
+        if self.ended or not hasattr(self, "ingest"):
+            return
+        self.ended = True
         await self.ingest.disconnect(code)
 
 
@@ -269,6 +289,14 @@ class LiveConsumer(RefusingConsumer):
             return
         if not message.host or len(message.host) > MAX_HOST_NAME:
             await self.refuse("bad_host", f"host name must be 1..{MAX_HOST_NAME} characters")
+            return
+        # Only a host with a row or a live collector is watched: a made-up
+        # name would otherwise join a group for nothing (the hub keeps no
+        # stream for it either).  One read per subscribe, none per frame.
+        if not (get_hub().hosts.is_connected(message.host) or await database_sync_to_async(
+                Host.objects.filter(name=message.host).exists)()):
+            await self.refuse("unknown_host", f"no collector has connected as {message.host!r}; "
+                                              "reload once one has")
             return
         flt = (ProcessFilter(pid=message.pid, comm=message.comm or None)  # type: ignore[attr-defined]
                if message.type == LiveSubscribe.type else NO_FILTER)
