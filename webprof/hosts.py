@@ -103,6 +103,12 @@ class HostRegistry:
             link = self._links.get(host)
             return list(link.hello.collectors) if link and link.hello else None
 
+    def interval_ms(self, host: str) -> int | None:
+        """The collector's drain interval from its last hello (None: never said hello)."""
+        with self._lock:
+            link = self._links.get(host)
+            return link.hello.interval_ms if link and link.hello else None
+
     def view(self, host: str) -> HostView:
         with self._lock:
             link = self._links.get(host) or HostLink(host)

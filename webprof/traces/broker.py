@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -48,6 +49,15 @@ from .models import ACTIVE_STATES, Trace
 
 log = logging.getLogger("webprof.traces")
 ANSWER_TIMEOUT_S = 5.0
+# A running trace's collector reports its state every interval.  One whose
+# last report is older than STALE_INTERVALS intervals plus STALE_GRACE_S
+# (a slow drain, a busy event loop) is failed: the collector lost it (a
+# worker thread died, a bug) while its connection stayed up, and nothing
+# else would ever end it.  Checked every WATCH_EVERY_S while traces run.
+STALE_INTERVALS = 3
+STALE_GRACE_S = 10.0
+WATCH_EVERY_S = 1.0
+STALE_REASON = "the collector stopped reporting this trace"
 # The consumer method that forwards a broker message down a collector's socket.
 SEND_EVENT = "collector.send"
 
@@ -73,6 +83,8 @@ class ActiveTrace:
     state: str = "queued"
     elapsed_ms: int = 0
     remaining_ms: int = 0
+    # time.monotonic() of the last trace.state from its connection (or the start)
+    reported: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -91,6 +103,7 @@ class Broker:
         # connection's): dropped and counted.
         self.dropped_deltas = 0
         self.dropped_states = 0
+        self.watch_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ lookups
 
@@ -150,6 +163,7 @@ class Broker:
             await finish_trace(trace.pk, "failed", "the collector disconnected before the start")
             return
         self.traces[trace.pk] = ActiveTrace(trace.pk, trace.host, channel, trace.session_id)
+        self.watch()
         await self.send(channel, TraceStart(trace_id=trace.pk, spec=trace.spec))
 
     async def cancel(self, trace: Trace) -> bool:
@@ -187,6 +201,7 @@ class Broker:
             self.dropped_states += 1
             return
         changed = msg.state != active.state
+        active.reported = time.monotonic()
         try:
             if msg.state in FINAL_STATES:
                 # The in-memory progress keeps the last running state until the
@@ -206,6 +221,43 @@ class Broker:
             # The collector's connection must outlive a database hiccup; the
             # next state report (or the disconnect) stores the trace again.
             log.exception("trace %s: state %s not stored", msg.trace_id, msg.state)
+
+    # ------------------------------------------------------------ the watchdog
+
+    def watch(self) -> None:
+        """Arm the check while traces run.  A timer, not a task: a test's event
+        loop may close with traces left, and a pending timer dies quietly."""
+        if self.watch_timer is None and self.traces:
+            loop = asyncio.get_running_loop()
+            self.watch_timer = loop.call_later(WATCH_EVERY_S, self._watch_tick, loop)
+
+    def _watch_tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.watch_timer = None
+        if self.silent_traces():
+            loop.create_task(self.fail_silent())
+        self.watch()
+
+    def stale_after_s(self, host: str) -> float:
+        interval_ms = get_hub().hosts.interval_ms(host) or 1000
+        return STALE_INTERVALS * interval_ms / 1000 + STALE_GRACE_S
+
+    def silent_traces(self) -> list[ActiveTrace]:
+        """Running traces whose collector stopped reporting them."""
+        now = time.monotonic()
+        return [t for t in self.traces.values()
+                if t.state == "running" and now - t.reported > self.stale_after_s(t.host)]
+
+    async def fail_silent(self) -> None:
+        for active in self.silent_traces():
+            if self.traces.pop(active.trace_id, None) is None:
+                continue  # ended meanwhile
+            log.warning("trace %s: no state from the collector of %s for %.0f s",
+                        active.trace_id, active.host, time.monotonic() - active.reported)
+            # Asked to stop, in case the collector still runs it: a late state
+            # or delta for it is dropped and counted.
+            await self.send(active.channel, TraceCancel(trace_id=active.trace_id))
+            await finish_trace(active.trace_id, "failed", STALE_REASON,
+                               elapsed_ms=active.elapsed_ms)
 
     async def fail_stale(self, host: str) -> int:
         """Traces of ``host`` stored as running that no connection here runs:
@@ -267,5 +319,7 @@ def get_broker() -> Broker:
 def reset_broker() -> Broker:
     """A fresh broker (tests: futures and locks belong to one event loop)."""
     global _broker
+    if _broker.watch_timer is not None:
+        _broker.watch_timer.cancel()
     _broker = Broker()
     return _broker
