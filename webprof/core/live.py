@@ -14,7 +14,7 @@ sees every stack.  Pure Python: imports neither Django nor bcc.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 
@@ -34,6 +34,10 @@ DEFAULT_MAX_OLDER_KEYS = 400_000
 
 # Filters whose interval trees are cached per interval.
 MAX_CACHED_FILTERS = 8
+# Filters whose fitted "since start" tree of retired intervals is kept: a
+# snapshot under a filter otherwise re-reads every older stack on the hub's
+# one thread.  Each entry is at most max_nodes nodes.
+MAX_CACHED_OLDER_FILTERS = 8
 # Filters whose latest encoded snapshot a stream keeps.
 SNAPSHOT_FILTERS_PER_STREAM = 16
 
@@ -86,6 +90,9 @@ class LiveState:
         # The unfiltered "since start" tree of retired intervals, kept up to
         # date incrementally because most browsers watch without a filter.
         self.older_tree = FlameTree()
+        # Filtered, fitted wire trees of ``older``, least recently used first;
+        # emptied whenever ``older`` changes (an interval retires).
+        self.older_fitted: OrderedDict[ProcessFilter, dict] = OrderedDict()
         self.started_ms = 0
         self.interval_ms = 1000
         self.frequency_hz = 0
@@ -130,6 +137,7 @@ class LiveState:
         for (_pid, comm, frames), weight in record.stacks.items():
             self.older_tree.add((comm, *frames), weight)
         record.trees.clear()
+        self.older_fitted.clear()
         if len(self.older) > self.max_older_keys:
             merged: Counter[StackKey] = Counter()
             for (_pid, comm, frames), weight in self.older.items():
@@ -138,21 +146,33 @@ class LiveState:
             self.pids_merged = True
 
     def snapshot(self, flt: ProcessFilter = NO_FILTER) -> LiveSnapshot:
-        older = self.older_tree if flt == NO_FILTER else build_tree(self.older.items(), flt)
-        since_start, _ = older.fitted(self.max_nodes)
         return LiveSnapshot(
             host=self.host,
             started_ms=self.started_ms,
             interval_ms=self.interval_ms,
             frequency_hz=self.frequency_hz,
             max_nodes=self.max_nodes,
-            since_start=since_start.to_wire(),
+            since_start=self.older_wire(flt),
             recent=[shallow_dict(self.interval_tree(r, flt)) for r in self.recent],
             pid=flt.pid,
             comm=flt.comm,
             kind=self.kind,
             unit=unit(self.kind),
         )
+
+    def older_wire(self, flt: ProcessFilter) -> dict:
+        """The fitted "since start" tree of retired intervals under ``flt``."""
+        wire = self.older_fitted.get(flt)
+        if wire is not None:
+            self.older_fitted.move_to_end(flt)
+            return wire
+        older = self.older_tree if flt == NO_FILTER else build_tree(self.older.items(), flt)
+        since_start, _ = older.fitted(self.max_nodes)
+        wire = since_start.to_wire()
+        self.older_fitted[flt] = wire
+        if len(self.older_fitted) > MAX_CACHED_OLDER_FILTERS:
+            self.older_fitted.popitem(last=False)
+        return wire
 
     def record(self, serial: int) -> IntervalRecord | None:
         """A recent interval by serial (None once it has been retired)."""
