@@ -6,7 +6,9 @@ server is away; up to ``buffer_intervals`` are kept (oldest dropped first,
 and counted) and sent after reconnecting.
 Reconnects back off exponentially (0.5 s doubling to 10 s).  A close with
 code 4001 means the token is wrong: retrying cannot help, so it stops with
-:class:`BadToken`.
+:class:`BadToken`.  A ``wss://`` server whose certificate does not verify
+(against ``--ca-file``, else the system's trust store) stops it with
+:class:`BadCertificate` for the same reason.
 
 The server may send ``collector.config``; the uplink decodes (and so
 validates) it and hands it to ``on_config``.  ``trace.start``,
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +55,48 @@ BACKOFF_MAX_S = 10.0
 
 class BadToken(Exception):
     """The server refused the collector token."""
+
+
+class BadCertificate(Exception):
+    """The server's TLS certificate did not verify; the message says how to fix it."""
+
+
+# The context every wss:// Uplink verifies with unless given its own: the
+# runner sets it once from --ca-file (see use_ca_file).  None: the system's
+# trust store, websockets' default.
+_default_tls: ssl.SSLContext | None = None
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """A client context that trusts only ``ca_file`` (PEM), else the system store.
+
+    ValueError names the file and what is wrong with it.
+    """
+    if not ca_file:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:  # missing, unreadable, or no PEM certificate in it
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"--ca-file {ca_file}: cannot load a CA certificate: {detail}") from None
+
+
+def use_ca_file(ca_file: str | None) -> None:
+    """Verify every ``wss://`` server of this process against ``ca_file``."""
+    global _default_tls
+    _default_tls = tls_context(ca_file) if ca_file else None
+
+
+def certificate_problem(url: str, exc: ssl.SSLCertVerificationError) -> str:
+    """One line: what failed to verify and how to fix it."""
+    what = exc.verify_message or exc.reason or str(exc)
+    if exc.verify_code == 62:  # X509_V_ERR_HOSTNAME_MISMATCH
+        fix = ("connect with --server using a name the certificate was issued for, "
+               "or reissue the certificate for this name")
+    else:
+        fix = ("pass --ca-file PATH with the CA certificate (PEM) that signed the "
+               "server's certificate, or install that CA in the system's trust store")
+    return f"the TLS certificate of {url} was not accepted ({what}); {fix}"
 
 
 def collector_url(server: str) -> str:
@@ -95,8 +140,11 @@ class Uplink:
                  on_config: Callable[[CollectorConfig], None] | None = None,
                  on_trace: Callable[[Any], None] | None = None,
                  on_disconnect: Callable[[], None] | None = None,
-                 outbox: Outbox | None = None) -> None:
+                 outbox: Outbox | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.url = url
+        # Only a wss:// URL takes an SSL context (websockets refuses one for ws://).
+        self.tls = (tls or _default_tls) if url.startswith("wss://") else None
         self.on_config = on_config
         self.on_trace = on_trace  # TraceStart, TraceCancel, CollectorQuery
         self.on_disconnect = on_disconnect
@@ -124,8 +172,10 @@ class Uplink:
     async def run(self, finished: asyncio.Event) -> None:
         """Connect and send until ``finished`` is set and the buffer is flushed.
 
-        Raises :class:`BadToken` on close code 4001 (or HTTP 401/403).
+        Raises :class:`BadToken` on close code 4001 (or HTTP 401/403) and
+        :class:`BadCertificate` when the server's certificate does not verify.
         """
+        tls = {"ssl": self.tls} if self.tls is not None else {}
         delay, attempt = BACKOFF_FIRST_S, 0
         while True:
             connected = False
@@ -134,7 +184,7 @@ class Uplink:
                         "Authorization": f"Bearer {self.token}"},
                         max_size=MAX_MESSAGE_BYTES, proxy=None, open_timeout=5,
                         close_timeout=2, ping_interval=PING_EVERY_S,
-                        ping_timeout=PING_EVERY_S) as ws:
+                        ping_timeout=PING_EVERY_S, **tls) as ws:
                     await ws.send(encode(self.hello))
                     connected = True
                     if attempt:
@@ -153,6 +203,8 @@ class Uplink:
                 reason = f"server answered HTTP {exc.response.status_code}"
             except InvalidURI as exc:
                 raise ValueError(f"bad server URL {self.url!r}: {exc}") from None
+            except ssl.SSLCertVerificationError as exc:
+                raise BadCertificate(certificate_problem(self.url, exc)) from None
             except (OSError, TimeoutError, WebSocketException) as exc:
                 reason = str(exc) or type(exc).__name__
             if connected and self.on_disconnect is not None:

@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors import bcc_env, registry
+from collectors import bcc_env, client, registry
 from collectors.base import Collector
 from collectors.client import BadToken, Outbox, Uplink, collector_url
 from collectors.console import log
@@ -80,6 +80,16 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"webprof collect: {exc}", file=sys.stderr)
         return EXIT_NO_BPF
+    ca_file = getattr(args, "ca_file", None)
+    if ca_file and not collector_url(args.server).startswith("wss://"):
+        print("webprof collect: --ca-file verifies a TLS server: use a wss:// (or https://) "
+              "--server URL", file=sys.stderr)
+        return 1
+    try:
+        client.use_ca_file(ca_file)  # checked before the seconds of compiling
+    except ValueError as exc:
+        print(f"webprof collect: {exc}", file=sys.stderr)
+        return 1
     problem = bcc_env.check_privileges()
     if problem:
         print(f"webprof collect: cannot load eBPF programs: {problem}", file=sys.stderr)
@@ -97,6 +107,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"webprof collect: {exc}", file=sys.stderr)
         return EXIT_NO_BPF
     except ValueError as exc:
+        print(f"webprof collect: {exc}", file=sys.stderr)
+        return 1
+    except client.BadCertificate as exc:
         print(f"webprof collect: {exc}", file=sys.stderr)
         return 1
 

@@ -82,7 +82,12 @@ def _add_server_commands(sub: Any) -> None:
         "(or CAP_BPF and CAP_PERFMON). The collector token printed by `webprof serve` "
         "comes from $WEBPROF_TOKEN or --token-file.",
     )
-    collect.add_argument("--server", required=True, metavar="URL", help="e.g. ws://host:8000")
+    collect.add_argument("--server", required=True, metavar="URL",
+                         help="e.g. ws://host:8000, or wss://host for a server behind TLS")
+    collect.add_argument(
+        "--ca-file", metavar="PATH",
+        help="with a wss:// server: verify its certificate against the CA certificates "
+        "(PEM) in PATH only (default: the system's trust store)")
     token = collect.add_mutually_exclusive_group()
     token.add_argument(
         "--token-file", metavar="PATH",
