@@ -156,6 +156,13 @@ class SessionView {
       const x = [];
       const y = [];
       for (const [start, dur, w] of k.points) {
+        if (w === null) {
+          // A hole in the recording: the step before it runs to its end, then
+          // a null y breaks the line (connectgaps false) until data resumes.
+          x.push((start - data.origin_ms) / 1000, (start - data.origin_ms) / 1000);
+          y.push(y.length ? y.at(-1) : null, null);
+          continue;
+        }
         x.push((start - data.origin_ms) / 1000);
         y.push(dur ? (w * (us ? 1 : 1000)) / dur : w); // µs/ms = ms/s; samples/s
       }
@@ -164,7 +171,8 @@ class SessionView {
         x.push((last[0] + last[1] - data.origin_ms) / 1000);
         y.push(y.at(-1));
       }
-      return { x, y, type: "scatter", mode: "lines", line: { shape: "hv", color: COLOURS[kind] },
+      return { x, y, type: "scatter", mode: "lines", connectgaps: false,
+        line: { shape: "hv", color: COLOURS[kind] },
         name: us ? `${kind} (ms blocked/s)` : `${kind} (samples/s)`, yaxis: us ? "y2" : "y",
         hovertemplate: `+%{x:.1f} s: %{y:.1f}<extra>${kind}</extra>` };
     });

@@ -44,6 +44,10 @@ class Session(models.Model):
     # When a fixed-length recording stops by itself (unix ms); null: until stopped.
     stop_at_ms = models.BigIntegerField(null=True, blank=True)
     intervals = models.PositiveIntegerField(default=0)
+    # Holes in the recording (a collector restarted, the server was away): how
+    # many, and their summed length.  Counted once per hole by sessions/store.py.
+    gaps = models.PositiveIntegerField(default=0)
+    gap_ms = models.BigIntegerField(default=0)
     size_bytes = models.BigIntegerField(default=0)  # stored payload bytes
     created = models.DateTimeField(default=timezone.now)
 

@@ -53,6 +53,17 @@ from .models import (
 
 # A chunk starting this long before a range can still reach into it.
 MAX_CHUNK_MS = ROLLUP_MS
+# A collector's intervals tile time (each starts where the previous ended), so
+# a hole of at least one interval (and of this much) means nothing was
+# recorded: the collector restarted or its deltas were lost.
+MIN_GAP_MS = 1000
+
+
+def gap_ms(prev_end_ms: int, start_ms: int, interval_ms: int) -> int:
+    """The hole between an interval that ended at ``prev_end_ms`` and the next
+    one, or 0 when they follow each other."""
+    hole = start_ms - prev_end_ms
+    return hole if hole >= max(interval_ms, MIN_GAP_MS) else 0
 
 
 class SessionWriter:
@@ -64,6 +75,10 @@ class SessionWriter:
         self.rollups: dict[str, RollupBuilder] = {}
         self.health: dict[str, Counter[str]] = {
             k: Counter(v) for k, v in (session.health or {}).items()}
+        # The end of the latest interval of any kind: a hole is counted once
+        # when the host's deltas resume, not once per kind, and a kind the
+        # user turned off while others ran is no hole.
+        self.end_ms: int | None = None
 
     @classmethod
     def create(cls, **fields: Any) -> SessionWriter:
@@ -137,6 +152,11 @@ class SessionWriter:
     def _account_chunk(self, kind: str, start_ms: int, end_ms: int, health: dict[str, int],
                        size: int) -> None:
         s = self.session
+        hole = gap_ms(self.end_ms, start_ms, end_ms - start_ms) if self.end_ms else 0
+        if hole:
+            s.gaps += 1
+            s.gap_ms += hole
+        self.end_ms = max(self.end_ms or end_ms, end_ms)
         s.started_ms = min(s.started_ms, start_ms)
         s.ended_ms = max(s.ended_ms or end_ms, end_ms)
         if kind not in s.kinds:
@@ -146,7 +166,7 @@ class SessionWriter:
         s.intervals += 1
         s.size_bytes += size
         s.save(update_fields=["started_ms", "ended_ms", "kinds", "health", "intervals",
-                              "size_bytes"])
+                              "size_bytes", "gaps", "gap_ms"])
 
     def finish(self, state: str = "complete") -> Session:
         """Write the last minute rollups and mark the session done."""
@@ -291,12 +311,24 @@ class SessionReader:
         start, end = self.bounds(None, None)
         return heatmap(spans, start, end, slot_ms)
 
-    def timeline(self, kind: str) -> list[list[int]]:
-        """``[start_ms, duration_ms, weight]`` per interval: samples over time."""
+    def timeline(self, kind: str) -> list[list[int | None]]:
+        """``[start_ms, duration_ms, weight]`` per interval: samples over time.
+
+        A hole (see :func:`gap_ms`) is one more point ``[end_ms, hole_ms, None]``
+        where it begins: the chart breaks the line there instead of carrying
+        the last rate across time nobody measured."""
         rows = (ProfileChunk.objects.filter(session=self.session, kind=kind,
                                             level=LEVEL_INTERVAL)
                 .order_by("start_ms").values_list("start_ms", "duration_ms", "weight"))
-        return [list(r) for r in rows]
+        points: list[list[int | None]] = []
+        end = None
+        for start, duration, weight in rows:
+            hole = gap_ms(end, start, duration) if end is not None else 0
+            if hole:
+                points.append([end, hole, None])
+            points.append([start, duration, weight])
+            end = max(end or 0, start + duration)
+        return points
 
     def latency(self, kind: str) -> list[dict[str, Any]]:
         rows = (LatencyChunk.objects.filter(session=self.session, kind=kind)

@@ -313,6 +313,7 @@ def page_context(request: HttpRequest, session: Session, token: str | None) -> d
         "latency_kinds": [k for k in session.kinds if k in HISTOGRAM],
         "units": {k: unit(k) for k in session.kinds if k in STACK},
         "health": health, "health_warn": [h for h in health if h["warn"]],
+        "gap_s": f"{session.gap_ms / 1000:.1f}",
         "can_manage": can_manage, "manage_template": template,
         "others": [o for o in others if any(k in STACK for k in o["kinds"])],
     }
