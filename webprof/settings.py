@@ -299,3 +299,30 @@ WEBPROF_TRACE_MAX_DURATION_S = env_int("WEBPROF_TRACE_MAX_DURATION_S", 3600, 1, 
 WEBPROF_TRACE_MAX_FREQUENCY_HZ = env_int("WEBPROF_TRACE_MAX_FREQUENCY_HZ", 999, 1, 999)
 # At most 8: bpf/funclat.bpf.c has eight entry/return handler pairs.
 WEBPROF_TRACE_MAX_FUNCTIONS = env_int("WEBPROF_TRACE_MAX_FUNCTIONS", 8, 1, 8)
+
+
+# ---- Served over TLS (README "Behind TLS") ----
+# WEBPROF_BEHIND_TLS=1 says browsers reach the site over https only (a reverse
+# proxy, or daphne's own ssl: endpoint): cookies are sent over TLS only, plain
+# http is redirected, and browsers are told (HSTS) to use https for
+# WEBPROF_HSTS_SECONDS; not for subdomains unless WEBPROF_HSTS_INCLUDE_SUBDOMAINS=1,
+# as they may be other sites.
+WEBPROF_BEHIND_TLS = env_bool("WEBPROF_BEHIND_TLS", False)
+# Set only when the proxy sets X-Forwarded-Proto itself (overwriting what the
+# client sent): otherwise any client could claim https.  Without it, behind a
+# proxy that talks plain http to daphne, every request looks like http, so
+# the proxy must do the redirect: WEBPROF_SSL_REDIRECT=0.
+WEBPROF_TRUST_X_FORWARDED_PROTO = env_bool("WEBPROF_TRUST_X_FORWARDED_PROTO", False)
+if WEBPROF_TRUST_X_FORWARDED_PROTO and not WEBPROF_BEHIND_TLS:
+    raise ImproperlyConfigured(
+        "WEBPROF_TRUST_X_FORWARDED_PROTO=1 needs WEBPROF_BEHIND_TLS=1 "
+        "(the site is served over TLS)")
+if WEBPROF_TRUST_X_FORWARDED_PROTO:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = WEBPROF_BEHIND_TLS
+SECURE_SSL_REDIRECT = WEBPROF_BEHIND_TLS and env_bool("WEBPROF_SSL_REDIRECT", True)
+# A day at first: raise it (a year is 31536000) once https works everywhere,
+# since browsers refuse plain http for this long after the first visit.
+SECURE_HSTS_SECONDS = (env_int("WEBPROF_HSTS_SECONDS", 86_400, 0, 10 * 365 * 86_400)
+                       if WEBPROF_BEHIND_TLS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("WEBPROF_HSTS_INCLUDE_SUBDOMAINS", False)
