@@ -88,16 +88,21 @@ class Hub:
         self.streams: dict[tuple[str, str], Stream] = {}  # (host, kind) -> stream
         self.hosts = HostRegistry()
 
+    def _new_stream(self, host: str, kind: str) -> Stream:
+        if kinds.is_stack(kind):
+            return ProfileStream(LiveState(host, keep_intervals=self.keep_intervals,
+                                           max_nodes=self.max_nodes, kind=kind))
+        return LatencyState(host, kind)
+
     def stream(self, host: str, kind: str) -> Stream:
-        """The stream of one host and kind, created on first use."""
+        """The stream of one host and kind, created on its first delta.
+
+        Only :meth:`apply` calls this: a stream is never freed, so readers
+        (browsers subscribing to any name they like) must not create one.
+        """
         stream = self.streams.get((host, kind))
         if stream is None:
-            if kinds.is_stack(kind):
-                stream = ProfileStream(LiveState(host, keep_intervals=self.keep_intervals,
-                                                 max_nodes=self.max_nodes, kind=kind))
-            else:
-                stream = LatencyState(host, kind)
-            self.streams[(host, kind)] = stream
+            stream = self.streams[(host, kind)] = self._new_stream(host, kind)
         return stream
 
     def serial(self, host: str, kind: str = "cpu") -> int:
@@ -119,12 +124,18 @@ class Hub:
         The browser socket ignores group events up to that serial: they are
         already in the snapshot.
         """
-        return self.stream(host, kind).snapshot_text(flt)
+        stream = self.streams.get((host, kind))
+        if stream is None:
+            # A known host that sent nothing of this kind yet: an empty
+            # snapshot from a throwaway stream, so nothing is kept for it.
+            stream = self._new_stream(host, kind)
+        return stream.snapshot_text(flt)
 
     def interval_text(self, host: str, kind: str, serial: int,
                       flt: ProcessFilter = NO_FILTER) -> str | None:
         """Encoded interval message for one serial, or None if it was retired."""
-        return self.stream(host, kind).interval_text(serial, flt)
+        stream = self.streams.get((host, kind))
+        return stream.interval_text(serial, flt) if stream is not None else None
 
 
 _hub = Hub()

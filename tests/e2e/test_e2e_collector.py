@@ -37,6 +37,11 @@ async def watch(
             except TimeoutError:
                 break
             msg = json.loads(raw)
+            if msg["type"] == "error" and msg["code"] == "unknown_host":
+                # Only a host that said hello can be watched: it compiles first.
+                await asyncio.sleep(0.2)
+                await ws.send(json.dumps({"v": 1, "type": "live.subscribe", "host": host}))
+                continue
             if msg["type"] == "host.status" and msg["connected"] and ready is not None:
                 ready.set()
             trees = []

@@ -35,6 +35,7 @@ from pathlib import Path
 import pytest
 import websockets
 from e2eproc import login, make_daphne
+from test_e2e_server import subscribe_known
 from websockets.asyncio.client import ClientConnection, connect
 
 from webprof.consumers import CLOSE_TOO_BIG, MAX_CONSECUTIVE_BAD
@@ -317,10 +318,10 @@ async def viewer_and_good_collector(server, cookie: str, stop: asyncio.Event) ->
     """Stream valid deltas to a logged-in viewer; return (intervals seen, worst wait)."""
     live = await connect(f"{server.ws_url}/ws/live/", additional_headers={"Cookie": cookie},
                          max_size=None)
-    await live.send(json.dumps({"v": 1, "type": "live.subscribe", "host": GOOD_HOST}))
     good = await connect(f"{server.ws_url}/ws/collector/", max_size=None,
                          additional_headers={"Authorization": f"Bearer {server.token}"})
     await good.send(json.dumps(hello(GOOD_HOST)))
+    await subscribe_known(live, GOOD_HOST)
     rng = random.Random(5)
     seq, worst = 0, 0.0
     while not stop.is_set() or seq < 5:

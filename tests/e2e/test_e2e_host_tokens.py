@@ -36,13 +36,12 @@ async def test_enrolled_token_is_bound_to_its_host_and_revocable(webprof_server,
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
 
-    live = await subscriber(webprof_server, login_cookie, name)
-    await next_of(live, "live.snapshot")
     col = await fake_collector(webprof_server, None, token=token)
     await col.send(hello(f"other-{name}"))
     err = json.loads(await asyncio.wait_for(col.recv(), RECV_TIMEOUT_S))
     assert err["code"] == "host_not_allowed"
     await col.send(hello(name))
+    live = await subscriber(webprof_server, login_cookie, name)
     await col.send(delta(name, 0))
     assert (await next_of(live, "live.interval"))["seq"] == 0
     await col.close()

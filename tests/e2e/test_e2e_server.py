@@ -53,12 +53,30 @@ async def fake_collector(server, host: str | None, token: str | None = None) -> 
 
 
 async def subscriber(server, cookie: str | None, host: str | None) -> ClientConnection:
-    """Connect like live.js does: session cookie, then live.subscribe."""
+    """Connect like live.js does: session cookie, then live.subscribe (see
+    :func:`subscribe_known`).  Its snapshot is ``ws.snapshot``."""
     headers = {"Cookie": cookie} if cookie else {}
     ws = await connect(f"{server.ws_url}/ws/live/", additional_headers=headers, max_size=None)
     if host is not None:
-        await ws.send(json.dumps({"v": 1, "type": "live.subscribe", "host": host}))
+        ws.snapshot = await subscribe_known(ws, host)  # type: ignore[attr-defined]
     return ws
+
+
+async def subscribe_known(ws: ClientConnection, host: str) -> dict:
+    """Subscribe until the server knows ``host``; return the snapshot.
+
+    Only a host with a row or a live collector can be watched: a hello sent on
+    another socket just before may not be handled yet (``unknown_host``).
+    """
+    deadline = time.monotonic() + RECV_TIMEOUT_S
+    while True:
+        await ws.send(json.dumps({"v": 1, "type": "live.subscribe", "host": host}))
+        msg = json.loads(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT_S))
+        if msg["type"] != "error" or msg["code"] != "unknown_host":
+            assert msg["type"] == "live.snapshot", msg
+            return msg
+        assert time.monotonic() < deadline, f"{host} still unknown after {RECV_TIMEOUT_S} s"
+        await asyncio.sleep(0.05)
 
 
 async def next_of(ws: ClientConnection, kind: str) -> dict:
@@ -82,10 +100,9 @@ async def close_code(ws: ClientConnection) -> int:
 
 
 async def test_fake_collector_reaches_logged_in_subscriber(webprof_server, login_cookie):
-    live = await subscriber(webprof_server, login_cookie, "fake-1")
-    snap = await next_of(live, "live.snapshot")
-    assert snap["host"] == "fake-1"
     col = await fake_collector(webprof_server, "fake-1")
+    live = await subscriber(webprof_server, login_cookie, "fake-1")
+    assert live.snapshot["host"] == "fake-1"
     for seq in range(3):
         await col.send(delta("fake-1", seq))
         msg = await next_of(live, "live.interval")
@@ -100,7 +117,6 @@ async def test_fake_collector_reaches_logged_in_subscriber(webprof_server, login
 async def test_refused_peers_get_documented_codes_others_served(webprof_server, login_cookie):
     good = await fake_collector(webprof_server, "fake-2")
     live = await subscriber(webprof_server, login_cookie, "fake-2")
-    await next_of(live, "live.snapshot")
     seq = 0
 
     async def still_served() -> None:

@@ -32,6 +32,8 @@ async def subscribe(cookie, host="box1", **flt):
 
 
 async def test_delta_reaches_subscribed_browser(session_cookie):
+    # A host seen before (its row) whose collector is away: watchable.
+    await database_sync_to_async(Host.objects.create)(name="box1")
     live = await subscribe(session_cookie)
     snap = await receive(live)
     assert snap["type"] == "live.snapshot" and snap["recent"] == []

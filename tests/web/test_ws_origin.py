@@ -7,11 +7,13 @@ import subprocess
 import sys
 
 import pytest
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from wshelpers import applied_hello, browser, closed_with, collector, hello, receive
 
 from webprof.asgi import application
 from webprof.core import protocol
+from webprof.models import Host
 
 pytestmark = [pytest.mark.web, pytest.mark.django_db(transaction=True)]
 
@@ -35,6 +37,7 @@ async def test_cross_site_origin_is_refused_at_the_handshake(origin, session_coo
 
 @pytest.mark.parametrize("origin", [b"http://testserver", b"http://testserver:8000", None])
 async def test_own_origin_and_non_browser_clients_connect(origin, session_cookie):
+    await database_sync_to_async(Host.objects.create)(name="b1")
     connected, live = await handshake(origin, session_cookie)
     assert connected
     await live.send_to(text_data=json.dumps({"v": 1, "type": "live.subscribe", "host": "b1"}))
