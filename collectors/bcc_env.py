@@ -16,6 +16,7 @@ Three things have to be true before bcc can load a program here:
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
@@ -129,6 +130,7 @@ def prepare() -> None:
         raise BpfUnavailable(problem)
     for fstype, target in MOUNTS:
         ensure_mounted(fstype, target)
+    remove_dead_events_once()
     source = configured_kernel_source()
     if source and not os.environ.get("BCC_KERNEL_SOURCE"):
         os.environ["BCC_KERNEL_SOURCE"] = source
@@ -180,24 +182,69 @@ def flip_set(bpf: Any, active: int) -> int:
 UPROBE_EVENTS = "/sys/kernel/tracing/uprobe_events"  # mounted by prepare()
 
 
-def bcc_uprobe_events(path: str = UPROBE_EVENTS) -> set[str]:
-    """The tracefs uprobe events bcc defined for this process, as "group/name"
+KPROBE_EVENTS = "/sys/kernel/tracing/kprobe_events"
+# bcc names the events it defines after the process: "<probe>_bcc_<pid>".
+BCC_EVENT_PID = re.compile(r"_bcc_(\d+)$")
+
+
+def tracefs_events(path: str) -> set[str]:
+    """The events defined in a tracefs ``*_events`` file, as "group/name"
     (lines read "p:uprobes/<name>_bcc_<pid> <path>:<offset>")."""
-    suffix = f"_bcc_{os.getpid()}"
     try:
         with open(path) as f:
             lines = f.read().splitlines()
     except OSError:
         return set()
-    names = {line.split(maxsplit=1)[0].partition(":")[2] for line in lines if line.strip()}
-    return {name for name in names if name.endswith(suffix)}
+    return {line.split(maxsplit=1)[0].partition(":")[2] for line in lines if line.strip()}
+
+
+def bcc_uprobe_events(path: str = UPROBE_EVENTS) -> set[str]:
+    """The tracefs uprobe events bcc defined for this process."""
+    suffix = f"_bcc_{os.getpid()}"
+    return {name for name in tracefs_events(path) if name.endswith(suffix)}
+
+
+def dead_bcc_events(path: str) -> set[str]:
+    """Events bcc defined for processes that no longer run: a collector killed
+    with SIGKILL (or one that crashed) never removed its tracefs fallbacks,
+    and the kernel keeps them until someone does."""
+    dead = set()
+    for name in tracefs_events(path):
+        match = BCC_EVENT_PID.search(name)
+        if match and int(match.group(1)) != os.getpid() and \
+                not os.path.exists(f"/proc/{match.group(1)}"):
+            dead.add(name)
+    return dead
+
+
+def remove_dead_events() -> set[str]:
+    """Remove dead processes' bcc events from uprobe_events and kprobe_events.
+    One still in use (a process in another pid namespace) is refused by the
+    kernel (EBUSY) and stays.  Returns what was asked to go."""
+    removed = set()
+    for path in (UPROBE_EVENTS, KPROBE_EVENTS):
+        names = dead_bcc_events(path)
+        remove_uprobe_events(names, path)
+        removed |= names
+    return removed
+
+
+_dead_events_removed = False
+
+
+def remove_dead_events_once() -> None:
+    global _dead_events_removed
+    if not _dead_events_removed:
+        _dead_events_removed = True
+        remove_dead_events()
 
 
 def remove_uprobe_events(names: set[str], path: str = UPROBE_EVENTS) -> None:
-    """Delete tracefs uprobe events ("-:group/name"); errors are ignored (gone already).
+    """Delete tracefs events ("-:group/name") from uprobe_events (or
+    kprobe_events); errors are ignored (gone already, or busy).
 
-    O_APPEND without O_TRUNC: truncating uprobe_events would delete every
-    uprobe event on the machine, and Python's "a" mode seeks, which tracefs
+    O_APPEND without O_TRUNC: truncating the file would delete every
+    such event on the machine, and Python's "a" mode seeks, which tracefs
     refuses (EINVAL)."""
     for name in sorted(names):
         try:
