@@ -69,11 +69,35 @@ def default_data_dir() -> Path:
 
 
 def ensure_private_dir(path: Path) -> Path:
+    """The data directory, created 0700, or made 0700 if it exists looser:
+    it holds the secret key, the collector token and the database."""
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private(path, 0o700)
     except OSError as exc:
         raise ImproperlyConfigured(f"cannot create data directory {path}: {exc}") from None
     return path
+
+
+def make_private(path: Path, mode: int) -> None:
+    """Take group and other permissions away from ``path`` (a no-op if it is
+    already that private); OSError when it cannot, e.g. someone else owns it."""
+    if path.stat().st_mode & 0o077:
+        path.chmod(mode)
+
+
+def ensure_private_files(directory: Path, names: tuple[str, ...], create: str = "") -> None:
+    """Make the named files of ``directory`` that exist 0600; ``create`` is
+    created empty first if missing: SQLite would create the database with the
+    umask's mode (often 0644), and its -wal and -shm copy the database's mode."""
+    try:
+        if create:
+            os.close(os.open(directory / create, os.O_WRONLY | os.O_CREAT, 0o600))
+        for name in names:
+            if (directory / name).exists():
+                make_private(directory / name, 0o600)
+    except OSError as exc:
+        raise ImproperlyConfigured(f"cannot make the files of {directory} private: {exc}") from None
 
 
 def secret_file(path: Path, make: Callable[[], str]) -> str:
@@ -212,6 +236,10 @@ def env_database(name: str, sqlite_path: Path) -> dict[str, object]:
 
 
 DATABASES = {"default": env_database("DATABASE_URL", DATA_DIR / "webprof.sqlite3")}
+ensure_private_files(DATA_DIR, ("secret-key", "collector-token", "admin-password"))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    ensure_private_files(DATA_DIR, ("webprof.sqlite3", "webprof.sqlite3-wal",
+                                    "webprof.sqlite3-shm"), create="webprof.sqlite3")
 
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
