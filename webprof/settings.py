@@ -315,6 +315,10 @@ def default_public_url() -> str:
 # Unset: no limit.  Enforced by `webprof prune` (run it from cron), never by the server.
 WEBPROF_RETENTION_MAX_AGE_DAYS = env_optional_int("WEBPROF_RETENTION_MAX_AGE_DAYS", 1, 36_500)
 WEBPROF_RETENTION_MAX_BYTES = env_size("WEBPROF_RETENTION_MAX_BYTES")
+# The audit log: every refused request adds a row, so `webprof prune` deletes
+# rows older than this, then the oldest beyond the row cap.  0: no such limit.
+WEBPROF_AUDIT_MAX_AGE_DAYS = env_int("WEBPROF_AUDIT_MAX_AGE_DAYS", 90, 0, 36_500)
+WEBPROF_AUDIT_MAX_ROWS = env_int("WEBPROF_AUDIT_MAX_ROWS", 1_000_000, 0, 1_000_000_000)
 # The address users reach this server by: the base of URLs printed by the CLI
 # (`webprof share`, `webprof record --save`).
 WEBPROF_PUBLIC_URL = env_url("WEBPROF_PUBLIC_URL", default_public_url())

@@ -295,12 +295,13 @@ def test_prune_by_size_removes_the_oldest_first(cli: Cli) -> None:
     recording = ids[0]
     age_sessions(cli, {sid: 10 - i for i, sid in enumerate(ids)})  # 1000 B each
     cli.sql("UPDATE webprof_session SET state = 'recording' WHERE id = ?", recording)
-    # 5000 B stored; the limit (from the setting) is 2.5 KiB = 2560 B.
+    # 4000 B finished (the recording is not counted); the limit (from the
+    # setting) is 2.5 KiB = 2560 B.
     dry = text(cli("prune", "--dry-run", WEBPROF_RETENTION_MAX_BYTES="2.5K"))
     assert [line.split()[3] for line in dry.splitlines() if line.startswith("would remove")] \
-        == [str(ids[1]), str(ids[2]), str(ids[3])]
+        == [str(ids[1]), str(ids[2])]
     text(cli("prune", "--vacuum", WEBPROF_RETENTION_MAX_BYTES="2.5K"))
-    assert cli.session_ids() == [recording, ids[4]]
+    assert cli.session_ids() == [recording, ids[3], ids[4]]
     # A flag overrides the setting; "none" lifts the limit.
     assert "no limit set" in text(cli("prune", "--max-size", "none",
                                       WEBPROF_RETENTION_MAX_BYTES="1K"))
@@ -310,7 +311,7 @@ def test_prune_by_size_removes_the_oldest_first(cli: Cli) -> None:
     assert "WEBPROF_RETENTION_MAX_BYTES" in err, err
     err = cli.fails("prune", WEBPROF_RETENTION_MAX_AGE_DAYS="-3")
     assert "WEBPROF_RETENTION_MAX_AGE_DAYS" in err, err
-    assert cli.session_ids() == [recording, ids[4]]
+    assert cli.session_ids() == [recording, ids[3], ids[4]]
 
 
 def test_prune_takes_a_lock(cli: Cli) -> None:

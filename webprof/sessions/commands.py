@@ -285,17 +285,32 @@ class RecordingSaver:
 @command
 def prune(args: argparse.Namespace) -> int:
     max_age_ms, max_bytes = _limits(args)
-    if max_age_ms is None and max_bytes is None:
-        print("webprof prune: no limit set (WEBPROF_RETENTION_MAX_AGE_DAYS, "
-              "WEBPROF_RETENTION_MAX_BYTES, --max-age, --max-size): nothing to do")
-        return 0
     try:
         with retention.prune_lock(settings.DATA_DIR, args.wait):
-            return _prune_locked(args, max_age_ms, max_bytes)
+            if max_age_ms is None and max_bytes is None:
+                print("webprof prune: no limit set (WEBPROF_RETENTION_MAX_AGE_DAYS, "
+                      "WEBPROF_RETENTION_MAX_BYTES, --max-age, --max-size): no session "
+                      "is pruned")
+                code = 0
+            else:
+                code = _prune_locked(args, max_age_ms, max_bytes)
+            _prune_audit(args.dry_run)
+            return code
     except retention.LockBusy as exc:
         print(f"webprof prune: another prune is running (lock {exc} is held); "
               "not pruning this time", file=sys.stderr)
         return 1
+
+
+def _prune_audit(dry_run: bool) -> None:
+    """The audit log's retention: WEBPROF_AUDIT_MAX_AGE_DAYS and _MAX_ROWS."""
+    days, rows = settings.WEBPROF_AUDIT_MAX_AGE_DAYS, settings.WEBPROF_AUDIT_MAX_ROWS
+    gone = retention.prune_audit(days, rows, dry_run=dry_run)
+    if gone:
+        limits = [f"older than {days} days"] if days else []
+        limits += [f"beyond the newest {rows}"] if rows else []
+        print(f"{'would remove' if dry_run else 'removed'} {gone} audit log entries "
+              f"({' or '.join(limits)})")
 
 
 def _limits(args: argparse.Namespace) -> tuple[int | None, int | None]:
@@ -323,8 +338,8 @@ def _prune_locked(args: argparse.Namespace, max_age_ms: int | None,
 
     if max_bytes is not None and todo.kept_recording_bytes > max_bytes:
         print(f"webprof prune: sessions still recording hold "
-              f"{human_bytes(todo.kept_recording_bytes)}, over the limit; they are kept",
-              file=sys.stderr)
+              f"{human_bytes(todo.kept_recording_bytes)}, over the limit; they are kept "
+              "and not counted until they finish", file=sys.stderr)
     if not todo.victims:
         print(f"nothing to prune ({human_bytes(todo.total_bytes)} in sessions)")
         return 0

@@ -6,6 +6,13 @@ that is still recording is never a candidate (re-checked inside each delete's
 transaction, so a recording that starts meanwhile is not touched either), and
 a run with nothing to do changes nothing.  The parsers at the top have no
 Django imports so that ``webprof.settings`` can use them.
+
+The size limit bounds finished sessions: a session still recording is not
+counted, as it cannot be deleted (it counts once it has finished).  Counting
+it would let one long recording over the limit delete every finished session.
+
+The same run applies the audit log's retention (:func:`prune_audit`):
+refused requests each add a row, so the log is bounded by age and by rows.
 """
 
 from __future__ import annotations
@@ -90,7 +97,7 @@ class PrunePlan:
 
 def plan(max_age_ms: int | None, max_bytes: int | None, now_ms: int | None = None) -> PrunePlan:
     """Which sessions to delete: first every finished one older than the age
-    (by its end), then the oldest finished ones until the total fits."""
+    (by its end), then the oldest finished ones until the finished ones fit."""
     from .models import Session
 
     now = int(time.time() * 1000) if now_ms is None else now_ms
@@ -105,8 +112,9 @@ def plan(max_age_ms: int | None, max_bytes: int | None, now_ms: int | None = Non
                 days = (now - (ended or started)) / 86_400_000
                 result.victims.append(Victim(sid, name, started, size,
                                              f"ended {days:.1f} days ago"))
+    result.kept_recording_bytes = sum(r[4] for r in rows if r[5] == "recording")
     if max_bytes is not None:
-        left = result.total_bytes - result.freed_bytes
+        left = result.total_bytes - result.kept_recording_bytes - result.freed_bytes
         for sid, name, started, _ended, size, state in rows:
             if left <= max_bytes:
                 break
@@ -116,7 +124,6 @@ def plan(max_age_ms: int | None, max_bytes: int | None, now_ms: int | None = Non
             left -= size
             result.victims.append(Victim(sid, name, started, size,
                                          f"oldest while over {human_bytes(max_bytes)}"))
-    result.kept_recording_bytes = sum(r[4] for r in rows if r[5] == "recording")
     return result
 
 
@@ -142,6 +149,34 @@ def delete(victims: list[Victim], on_deleted: Callable[[Victim], None]) -> int:
                 deleted += 1
                 on_deleted(victim)
     return deleted
+
+
+def prune_audit(max_age_days: int, max_rows: int, dry_run: bool = False,
+                now: Any = None) -> int:
+    """Delete audit rows older than ``max_age_days``, then the oldest beyond
+    ``max_rows`` (0: no such limit); returns how many went (or would go)."""
+    from datetime import timedelta
+
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from ..accounts import AuditEntry
+
+    doomed = AuditEntry.objects.none()
+    if max_age_days:
+        cutoff = (now or timezone.now()) - timedelta(days=max_age_days)
+        doomed = AuditEntry.objects.filter(time__lt=cutoff)
+    if max_rows:
+        # The newest row kept last, in the log's own order (time, then id).
+        kept = list(AuditEntry.objects.order_by("-time", "-id").values_list(
+            "time", "id")[max_rows - 1:max_rows])
+        if kept:
+            last = kept[0]
+            doomed = doomed | AuditEntry.objects.filter(
+                Q(time__lt=last[0]) | Q(time=last[0], id__lt=last[1]))
+    if dry_run:
+        return doomed.count()
+    return AuditEntry.objects.filter(id__in=doomed.values("id")).delete()[0]
 
 
 def give_space_back(vacuum: bool) -> str:
