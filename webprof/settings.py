@@ -319,6 +319,11 @@ WEBPROF_RETENTION_MAX_BYTES = env_size("WEBPROF_RETENTION_MAX_BYTES")
 # rows older than this, then the oldest beyond the row cap.  0: no such limit.
 WEBPROF_AUDIT_MAX_AGE_DAYS = env_int("WEBPROF_AUDIT_MAX_AGE_DAYS", 90, 0, 36_500)
 WEBPROF_AUDIT_MAX_ROWS = env_int("WEBPROF_AUDIT_MAX_ROWS", 1_000_000, 0, 1_000_000_000)
+# Recordings: deltas waiting for the recorder's writer thread (beyond it a
+# delta is refused and counted on its sessions), and recordings one user may
+# run at once from the live pages (a trace's session does not count).
+WEBPROF_RECORDER_QUEUE = env_int("WEBPROF_RECORDER_QUEUE", 4096, 1, 1_000_000)
+WEBPROF_MAX_RECORDINGS_PER_USER = env_int("WEBPROF_MAX_RECORDINGS_PER_USER", 4, 1, 1000)
 # The address users reach this server by: the base of URLs printed by the CLI
 # (`webprof share`, `webprof record --save`).
 WEBPROF_PUBLIC_URL = env_url("WEBPROF_PUBLIC_URL", default_public_url())

@@ -48,6 +48,9 @@ class Session(models.Model):
     # many, and their summed length.  Counted once per hole by sessions/store.py.
     gaps = models.PositiveIntegerField(default=0)
     gap_ms = models.BigIntegerField(default=0)
+    # Intervals the recorder refused because its queue was full
+    # (WEBPROF_RECORDER_QUEUE): the writer fell behind, they were not kept.
+    dropped_intervals = models.PositiveIntegerField(default=0)
     size_bytes = models.BigIntegerField(default=0)  # stored payload bytes
     created = models.DateTimeField(default=timezone.now)
 

@@ -13,6 +13,12 @@ Trace deltas never reach live recordings, nor live deltas a trace's: a
 trace's session holds exactly what the trace measured.  A trace recording
 has no clock of its own; it ends when the trace does (the trace broker
 calls :meth:`Recorder.stop`).
+
+The queue holds at most ``WEBPROF_RECORDER_QUEUE`` deltas: when the writer
+falls behind (a slow disk, many recordings), a delta is refused, logged and
+counted on every recording that wanted it (``Session.dropped_intervals``,
+shown on the session page) rather than growing memory without bound.
+Control items (stop, mark) are never refused.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import close_old_connections, connections
 
 from ..core.clock import now_ms
@@ -45,6 +52,11 @@ class Recording:
     trace_id: int = 0  # 0: the host's live stream; else only this trace's deltas
     intervals: int = 0
     errors: int = 0
+    dropped: int = 0  # deltas refused because the queue was full
+
+    @property
+    def owner_id(self) -> int | None:
+        return self.writer.session.owner_id
 
     def status(self) -> dict[str, Any]:
         now = now_ms()
@@ -52,12 +64,14 @@ class Recording:
                 "remaining_ms": None if self.stop_at_ms is None
                 else max(0, self.stop_at_ms - now),
                 "intervals": self.intervals, "size_bytes": self.writer.session.size_bytes,
-                "errors": self.errors}
+                "errors": self.errors, "dropped": self.dropped}
 
 
 class Recorder:
-    def __init__(self) -> None:
+    def __init__(self, max_queued: int | None = None) -> None:
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.max_queued = max_queued or settings.WEBPROF_RECORDER_QUEUE
+        self._queued = 0  # deltas in the queue; guarded by _lock
         self._lock = threading.Lock()
         self._active: dict[int, Recording] = {}
         self._hosts: dict[str, int] = {}  # host -> number of active live recordings
@@ -84,8 +98,32 @@ class Recorder:
 
     def feed(self, delta: ProfileDelta | LatencyDelta) -> None:
         wanted = self._traces if delta.trace_id else self._hosts
-        if wanted.get(delta.trace_id or delta.host):
-            self._queue.put(("delta", delta))
+        if not wanted.get(delta.trace_id or delta.host):
+            return
+        with self._lock:
+            if self._queued >= self.max_queued:
+                self._refuse(delta)
+                return
+            self._queued += 1
+        self._queue.put(("delta", delta))
+
+    def _refuse(self, delta: ProfileDelta | LatencyDelta) -> None:
+        """Count a delta the full queue refused on each recording that wanted
+        it; log the 1st, 10th, 100th... (the total is logged when it ends).
+        Called holding _lock."""
+        for sid, rec in self._active.items():
+            if rec.host == delta.host and rec.trace_id == delta.trace_id:
+                rec.dropped += 1
+                if str(rec.dropped).strip("0") == "1":  # 1, 10, 100, ...
+                    log.warning("recording %s: interval %s of %s dropped, the recorder is "
+                                "%d deltas behind (WEBPROF_RECORDER_QUEUE); %d dropped so far",
+                                sid, delta.seq, delta.kind, self.max_queued, rec.dropped)
+
+    def live_recordings_of(self, user_id: int) -> int:
+        """Recordings started from the live pages by one user, running now."""
+        with self._lock:
+            return sum(1 for r in self._active.values()
+                       if not r.trace_id and r.owner_id == user_id)
 
     def stop(self, session_id: int, state: str = "complete") -> bool:
         """Ask for a recording to end (after the deltas fed before this call)
@@ -135,6 +173,8 @@ class Recorder:
             try:
                 close_old_connections()
                 if what == "delta":
+                    with self._lock:
+                        self._queued -= 1
                     self._apply(item)
                 elif what == "stop":
                     self._finish(*item)
@@ -182,6 +222,10 @@ class Recorder:
                 if not self._hosts[rec.host]:
                     del self._hosts[rec.host]
         session = rec.writer.finish(state)
+        if rec.dropped:
+            Session.objects.filter(pk=session_id).update(dropped_intervals=rec.dropped)
+            log.warning("recording %s ended with %d intervals dropped (WEBPROF_RECORDER_QUEUE)",
+                        session_id, rec.dropped)
         if session.ended_ms is None or session.intervals == 0:
             Session.objects.filter(pk=session_id).update(ended_ms=session.started_ms)
 

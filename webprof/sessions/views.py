@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -129,6 +130,12 @@ def record(request: HttpRequest) -> JsonResponse:
     if host is None:
         return errors_json({"host": f"no collector has ever connected as {data['host']!r}, "
                                     "so there is nothing to record"}, status=404)
+    # Two requests at once may both pass: the cap is exceeded by at most those.
+    limit = settings.WEBPROF_MAX_RECORDINGS_PER_USER
+    if RECORDER.live_recordings_of(request.user.pk) >= limit:
+        return errors_json({"__all__": f"you are already running {limit} recordings "
+                                       "(WEBPROF_MAX_RECORDINGS_PER_USER); stop one first"},
+                           status=409)
     started = now_ms()
     name = data["name"].strip() or \
         f"{host.name} {timezone.localtime():%Y-%m-%d %H:%M:%S}"
