@@ -166,10 +166,26 @@ def wait_for_table_row(page: Page, name: str, collector) -> None:
                 f"collector log:\n{collector.output()[-3000:]}")
 
 
+def wait_connected(page: Page, server, name: str, collector) -> None:
+    """Wait until the collector said hello: only then can its host be watched
+    (a subscribe to a host never seen is refused as unknown_host)."""
+    deadline = time.monotonic() + COLLECTOR_WAIT_S
+    while time.monotonic() < deadline:
+        rows = page.request.get(f"{server.url}/hosts.json").json()["hosts"]
+        if any(r["name"] == name and r["connected"] for r in rows):
+            return
+        assert collector.proc.poll() is None, f"collector exited:\n{collector.output()}"
+        page.wait_for_timeout(500)
+    pytest.fail(f"{name} not connected after {COLLECTOR_WAIT_S} s:\n{collector.output()[-3000:]}")
+
+
 def test_live_page_with_real_collector(
     page, webprof_server, credentials, collector_process, spin_process
 ):
     open_live(page, webprof_server, *credentials, collector_process.name)
+    wait_connected(page, webprof_server, collector_process.name, collector_process)
+    page.reload()
+    page.wait_for_function("window.webprofLive !== undefined")
     # The process filter goes to the server; the table then holds only the workload.
     page.fill("#filter", "browser_spin")
     page.click("#filter-form button[type=submit]")
