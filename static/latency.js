@@ -34,7 +34,11 @@ class LatencyView {
       "latency.snapshot": (msg) => this.onSnapshot(msg),
       "latency.interval": (msg) => this.onInterval(msg),
       "host.status": (msg) => { this.hostStatus = msg; },
-      error: (msg) => { this.lastError = `server: ${msg.message} (${msg.code})`; },
+      error: (msg) => {
+        this.lastError = this.socket.refused(msg)
+          ? `waiting for a collector to connect as ${this.host}…`
+          : `server: ${msg.message} (${msg.code})`;
+      },
     }, (sentence) => countBadMessage(this, sentence));
     this.heatmap = new LatencyHeatmap({ heatmap: $("heatmap"), percentiles: $("percentiles"),
       histogram: $("histogram"), maxColumns: KEEP });
@@ -51,6 +55,7 @@ class LatencyView {
   }
 
   onSnapshot(msg) {
+    if (this.lastError?.startsWith("waiting for a collector")) this.lastError = null;
     this.socket.resetBackoff();
     this.intervalMs = msg.interval_ms;
     this.intervals = [];

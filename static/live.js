@@ -83,6 +83,7 @@ class LiveView {
   }
 
   onSnapshot(msg) {
+    if (this.lastError?.startsWith("waiting for a collector")) this.lastError = null;
     this.resetState();
     this.socket.resetBackoff();
     this.meta = { interval_ms: msg.interval_ms, frequency_hz: msg.frequency_hz,
@@ -115,6 +116,11 @@ class LiveView {
   }
 
   onError(msg) {
+    if (this.socket.refused(msg)) {
+      this.lastError = `waiting for a collector to connect as ${this.host}…`;
+      this.renderStatus();
+      return;
+    }
     this.lastError = `server: ${msg.message} (${msg.code}${msg.dropped ? `, ${msg.dropped} dropped` : ""})`;
     this.renderStatus();
   }

@@ -6,6 +6,10 @@
 import { fmtTime } from "./format.js";
 
 const BACKOFF_MIN_MS = 1000;
+// A page opened for a host before its collector first connects is refused
+// (unknown_host, nothing is kept for a name no collector used): it asks again
+// this often until the collector is there.
+const UNKNOWN_HOST_RETRY_MS = 5000;
 const BACKOFF_MAX_MS = 10000;
 // webprof.core.protocol.CLOSE_NOT_LOGGED_IN: the session is gone, so retrying
 // cannot help until the user logs in again.
@@ -24,6 +28,7 @@ export class LiveSocket {
     this.state = "connecting"; // "connecting" | "connected" | "reconnecting" | "auth"
     this.backoffMs = BACKOFF_MIN_MS;
     this.retryAt = 0;
+    this.hostRetry = null; // the pending subscribe after unknown_host
   }
 
   connect() {
@@ -46,6 +51,20 @@ export class LiveSocket {
   subscribe() {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
     this.ws.send(JSON.stringify(this.makeSubscribe()));
+  }
+
+  // Called by the page with every error message from the server: a host no
+  // collector has connected as yet is asked for again until one does.
+  // Returns whether it was that refusal (the page then says it is waiting).
+  refused(msg) {
+    if (msg.code !== "unknown_host") return false;
+    if (!this.hostRetry) {
+      this.hostRetry = setTimeout(() => {
+        this.hostRetry = null;
+        this.subscribe();
+      }, UNKNOWN_HOST_RETRY_MS);
+    }
+    return true;
   }
 
   // Called by the page once the server has answered a subscribe (its

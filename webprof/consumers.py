@@ -295,8 +295,7 @@ class LiveConsumer(RefusingConsumer):
         # stream for it either).  One read per subscribe, none per frame.
         if not (get_hub().hosts.is_connected(message.host) or await database_sync_to_async(
                 Host.objects.filter(name=message.host).exists)()):
-            await self.refuse("unknown_host", f"no collector has connected as {message.host!r}; "
-                                              "reload once one has")
+            await self.refuse("unknown_host", f"no collector has connected as {message.host!r} yet")
             return
         flt = (ProcessFilter(pid=message.pid, comm=message.comm or None)  # type: ignore[attr-defined]
                if message.type == LiveSubscribe.type else NO_FILTER)

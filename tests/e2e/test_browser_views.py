@@ -179,3 +179,25 @@ def test_host_page_starts_real_syscall_collector(page, webprof_server, tmp_path)
         assert "collector.config applied" in col.output()
     finally:
         stop_process(col.proc)
+
+
+def test_page_opened_before_its_collector_waits_for_it(page, webprof_server, credentials):
+    """A host no collector has connected as yet is refused (unknown_host); the
+    page says it is waiting and asks again until the collector is there."""
+    host = f"late-{secrets.token_hex(3)}"
+    login_to(page, webprof_server, *credentials, f"/hosts/{host}/latency/syscall/")
+    page.wait_for_function(
+        "document.body.innerText.includes('waiting for a collector to connect as')",
+        timeout=10_000)
+    with collector_socket(webprof_server) as ws:
+        say_hello(ws, host, ["syscall"])
+        deadline = time.monotonic() + 20
+        seq = 0
+        while page.evaluate("window.webprofLatency.columns") < 1:
+            assert time.monotonic() < deadline, page.inner_text("body")[:2000]
+            ws.send(encode(LatencyDelta(
+                host=host, kind="syscall", seq=seq, start_ms=int(time.time() * 1000) - 500,
+                interval_ms=500, series={"all": [[2, 4, 10]]}, health={"samples": 10})))
+            seq += 1
+            time.sleep(0.5)
+    assert "waiting for a collector" not in page.inner_text("body")
