@@ -34,6 +34,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from .core import kinds, protocol
+from .core.hostname import host_name_problem
 from .core.live import NO_FILTER, ProcessFilter
 from .core.protocol import (
     CollectorConfig,
@@ -47,7 +48,7 @@ from .core.protocol import (
     handler_name,
 )
 from .hostkeys import host_for_token
-from .hub import MAX_HOST_NAME, call, get_hub, group_name
+from .hub import call, get_hub, group_name
 from .ingest import CollectorIngest, Refused
 from .models import Host
 
@@ -287,8 +288,9 @@ class LiveConsumer(RefusingConsumer):
         if message.type not in SUBSCRIBE_TYPES:
             await self.refuse("unexpected_type", f"{message.type} is not for this endpoint")
             return
-        if not message.host or len(message.host) > MAX_HOST_NAME:
-            await self.refuse("bad_host", f"host name must be 1..{MAX_HOST_NAME} characters")
+        problem = host_name_problem(message.host)
+        if problem:  # no collector could have connected as it
+            await self.refuse("bad_host", problem)
             return
         # Only a host with a row or a live collector is watched: a made-up
         # name would otherwise join a group for nothing (the hub keeps no

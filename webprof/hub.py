@@ -54,7 +54,6 @@ from .hosts import HostRegistry
 
 # Channels group names: ASCII alphanumerics, hyphen, underscore, period, < 100 chars.
 _GROUP_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-MAX_HOST_NAME = 255
 
 Stream = ProfileStream | LatencyState
 

@@ -22,9 +22,10 @@ from django.views.decorators.http import require_http_methods
 
 from .consumers import config_event
 from .core import kinds
+from .core.hostname import MAX_HOST_NAME
 from .core.protocol import CollectorConfig
 from .forms import CollectorsForm, initial_for
-from .hub import MAX_HOST_NAME, get_hub, group_name
+from .hub import get_hub, group_name
 from .models import COLLECTOR_KINDS, Host, can_configure
 
 # The host form's option fields, in order, with the hint shown beside each.

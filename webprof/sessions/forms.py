@@ -11,7 +11,7 @@ from typing import Any
 from django import forms
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 
-from ..hub import MAX_HOST_NAME
+from ..core.hostname import MAX_HOST_NAME
 
 # Recording lengths offered by the live pages' Record control (seconds; "" = until stopped).
 DURATIONS = (("", "until stopped"), ("10", "10 s"), ("30", "30 s"), ("60", "1 min"),
