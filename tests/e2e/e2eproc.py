@@ -45,6 +45,20 @@ def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float) 
     raise RuntimeError(f"port {port} not open after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
+def start_serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, int, Path]:
+    """``webprof serve --port P ARGS`` on a data directory under ``tmp_path``,
+    once it listens: the process, its port and its log file."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {"WEBPROF_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "webprof.cli", "serve", *args, "--port", str(port)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    wait_for_port(port, proc, log, 20)
+    return proc, port, log
+
+
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace_s: float = 5) -> int:
     if proc.poll() is None:
         proc.send_signal(sig)

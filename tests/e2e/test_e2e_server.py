@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 import websockets
-from e2eproc import ROOT, free_port, wait_for_port
+from e2eproc import start_serve
 from websockets.asyncio.client import ClientConnection, connect
 
 from webprof.consumers import CLOSE_TOO_BIG
@@ -169,16 +167,8 @@ def test_pages_over_http(webprof_server, login_cookie):
 
 
 def test_webprof_serve_prints_token_and_stops_on_sigterm(tmp_path):
-    port = free_port()
-    log = tmp_path / "serve.log"
-    env = {"WEBPROF_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "webprof.cli", "serve", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
+    proc, _port, log = start_serve(tmp_path)
     try:
-        wait_for_port(port, proc, log, 20)
         token = (tmp_path / "data" / "collector-token").read_text().strip()
         assert f"collector token: {token}" in log.read_text()
         assert oct((tmp_path / "data" / "collector-token").stat().st_mode & 0o777) == "0o600"

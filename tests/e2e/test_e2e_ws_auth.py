@@ -12,14 +12,12 @@ import asyncio
 import json
 import secrets
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 
 import pytest
-from e2eproc import ROOT, free_port, wait_for_port
+from e2eproc import start_serve
 from rawws import RawSocket, frame, upgrade_request
 from test_e2e_server import delta, hello, subscriber
 
@@ -191,15 +189,8 @@ def http_status(port: int, host_header: str) -> int:
 
 
 def test_serve_allows_the_names_it_listens_on(tmp_path):
-    port = free_port()
-    log = tmp_path / "serve.log"
-    env = {"WEBPROF_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "webprof.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc, port, log = start_serve(tmp_path, "--host", "127.0.0.1")
     try:
-        wait_for_port(port, proc, log, 20)
         assert "allowed host names: localhost, 127.0.0.1, [::1]" in log.read_text()
         for name in ("127.0.0.1", "localhost"):
             assert http_status(port, f"{name}:{port}") == 200, name
