@@ -27,7 +27,7 @@ from typing import Any
 
 from .message import encode
 from .protocol import LatencyDelta
-from .streamcache import EncodedCache
+from .streamcache import LruCache
 from .view_messages import LatencyInterval, LatencySnapshot
 
 # Latency history: 300 intervals (5 minutes at 1 s) is what a heatmap shows.
@@ -101,7 +101,7 @@ class LatencyState:
         self.serial = 0
         self.totals: Counter[str] = Counter()  # health counters since start
         self._snapshot: tuple[int, str] | None = None
-        self.cache = EncodedCache(16)
+        self.cache: LruCache[str] = LruCache(16)
 
     def apply(self, delta: LatencyDelta) -> int:
         """Keep one interval; return its serial."""

@@ -14,7 +14,7 @@ sees every stack.  Pure Python: imports neither Django nor bcc.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 
@@ -22,7 +22,7 @@ from .flame import FlameTree
 from .kinds import unit
 from .message import encode
 from .protocol import ProfileDelta
-from .streamcache import EncodedCache
+from .streamcache import LruCache
 from .view_messages import IntervalTree, LiveInterval, LiveSnapshot
 
 DEFAULT_MAX_NODES = 16_384
@@ -92,7 +92,7 @@ class LiveState:
         self.older_tree = FlameTree()
         # Filtered, fitted wire trees of ``older``, least recently used first;
         # emptied whenever ``older`` changes (an interval retires).
-        self.older_fitted: OrderedDict[ProcessFilter, dict] = OrderedDict()
+        self.older_fitted: LruCache[dict] = LruCache(MAX_CACHED_OLDER_FILTERS)
         self.started_ms = 0
         self.interval_ms = 1000
         self.frequency_hz = 0
@@ -162,17 +162,11 @@ class LiveState:
 
     def older_wire(self, flt: ProcessFilter) -> dict:
         """The fitted "since start" tree of retired intervals under ``flt``."""
-        wire = self.older_fitted.get(flt)
-        if wire is not None:
-            self.older_fitted.move_to_end(flt)
-            return wire
-        older = self.older_tree if flt == NO_FILTER else build_tree(self.older.items(), flt)
-        since_start, _ = older.fitted(self.max_nodes)
-        wire = since_start.to_wire()
-        self.older_fitted[flt] = wire
-        if len(self.older_fitted) > MAX_CACHED_OLDER_FILTERS:
-            self.older_fitted.popitem(last=False)
-        return wire
+        def build() -> dict:
+            older = self.older_tree if flt == NO_FILTER else build_tree(self.older.items(), flt)
+            return older.fitted(self.max_nodes)[0].to_wire()
+
+        return self.older_fitted.get(flt, build)
 
     def record(self, serial: int) -> IntervalRecord | None:
         """A recent interval by serial (None once it has been retired)."""
@@ -232,7 +226,7 @@ class ProfileStream:
     """
 
     state: LiveState
-    cache: EncodedCache = field(default_factory=EncodedCache)
+    cache: LruCache[str] = field(default_factory=LruCache)
     # Latest snapshot per filter as (serial, text): snapshots are megabytes, so
     # only the one matching the current serial is worth keeping.
     snapshots: dict[ProcessFilter, tuple[int, str]] = field(default_factory=dict)
