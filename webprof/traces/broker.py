@@ -104,6 +104,7 @@ class Broker:
         self.dropped_deltas = 0
         self.dropped_states = 0
         self.watch_timer: asyncio.TimerHandle | None = None
+        self.watch_tasks: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------ lookups
 
@@ -234,7 +235,10 @@ class Broker:
     def _watch_tick(self, loop: asyncio.AbstractEventLoop) -> None:
         self.watch_timer = None
         if self.silent_traces():
-            loop.create_task(self.fail_silent())
+            # Kept until done: the loop holds only a weak reference to a task.
+            task = loop.create_task(self.fail_silent())
+            self.watch_tasks.add(task)
+            task.add_done_callback(self.watch_tasks.discard)
         self.watch()
 
     def stale_after_s(self, host: str) -> float:
