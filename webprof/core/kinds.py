@@ -105,11 +105,6 @@ KINDS: tuple[Kind, ...] = (
 BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}
 
 
-def get(name: str) -> Kind | None:
-    """The kind called ``name``, or None."""
-    return BY_NAME.get(name)
-
-
 def names(*, family: Family | None = None, live: bool | None = None) -> tuple[str, ...]:
     """Kind names in table order, optionally of one family and/or liveness."""
     return tuple(k.name for k in KINDS

@@ -380,7 +380,7 @@ def decode(data: str | bytes | dict[str, Any]) -> Message:
 
 def _check_delta_kind(message_type: str, kind: str, family: str, trace_id: int) -> None:
     """A delta's kind must be of its message's family; a trace-only kind needs a trace."""
-    row = kinds.get(kind)
+    row = kinds.BY_NAME.get(kind)
     if row is None or row.family != family or (not row.live and trace_id <= 0):
         raise ProtocolError(f"{message_type}: unknown kind {shown(kind)}")
 
